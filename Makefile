@@ -1,0 +1,45 @@
+# Developer tasks. `make help` lists them.
+SHELL := bash
+TOOLS := $(CURDIR)/.tools
+BUF_VERSION := 1.75.0
+BUF := $(TOOLS)/node_modules/.bin/buf
+export GORACE ?= atexit_sleep_ms=0
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: tools
+tools: $(BUF) ## install buf into .tools (from npm)
+
+$(BUF):
+	npm install --no-save --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
+
+.PHONY: generate
+generate: $(BUF) ## regenerate gen/ from proto/
+	$(BUF) generate
+
+.PHONY: check-generate
+check-generate: generate ## fail if gen/ is not what proto/ generates
+	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ is stale: run make generate and commit"; exit 1; }
+
+.PHONY: lint-proto
+lint-proto: $(BUF) ## buf lint and buf format
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+
+.PHONY: lint-go
+lint-go: ## gofmt and go vet
+	@out="$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))"; test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	go vet ./...
+
+.PHONY: lint
+lint: lint-proto lint-go ## all linters
+
+.PHONY: test
+test: ## the test suite, with the race detector
+	go test -race ./...
+
+.PHONY: run
+run: ## run the orchestrator in demo mode
+	go run ./cmd/orchestrator --demo
