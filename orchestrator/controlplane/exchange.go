@@ -1,0 +1,169 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
+	"github.com/obdorch/obdorch/orchestrator"
+)
+
+// Exchange implements OrchestratorService.
+//
+// Three parts share the stream: this handler's goroutine receives requests
+// into a bounded queue (ExchangeInFlight); one worker relays them in order on
+// the channel and sends each response. A runner that stops reading fills gRPC
+// flow control, then the queue, then blocks its own sends: memory stays
+// bounded. A send that stays blocked longer than StallTimeout ends the stream.
+func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	open := first.GetOpen()
+	if open == nil {
+		return fieldError("open", "the first message must open the channel")
+	}
+	if err := requireID("open.session_id", open.GetSessionId()); err != nil {
+		return err
+	}
+	if err := requireID("open.lease_id", open.GetLeaseId()); err != nil {
+		return err
+	}
+	spec, err := channelFromProto("open.channel", open.GetChannel())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+
+	ch, rec, err := s.core.OpenChannel(ctx, open.GetSessionId(), open.GetLeaseId(), spec)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer ch.Close()
+	if err := stream.Send(&orchestratorv1.ExchangeResponse{Kind: &orchestratorv1.ExchangeResponse_Opened{
+		Opened: &orchestratorv1.ChannelOpened{Session: sessionToProto(rec), Channel: channelToProto(spec)},
+	}}); err != nil {
+		return err
+	}
+
+	queue := make(chan *orchestratorv1.UdsRequest, s.opts.ExchangeInFlight)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.relay(ctx, cancel, ch, queue, stream)
+	}()
+
+	recvErr := s.receive(ctx, stream, queue)
+	close(queue)
+	if recvErr != nil {
+		cancel(recvErr)
+	}
+	wg.Wait()
+
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		if errors.Is(cause, io.EOF) {
+			return nil
+		}
+		if _, ok := status.FromError(cause); ok {
+			return cause
+		}
+		return toStatus(cause)
+	}
+	if recvErr != nil && !errors.Is(recvErr, io.EOF) {
+		return recvErr
+	}
+	return stream.Context().Err()
+}
+
+// receive reads requests into queue until the runner half-closes (io.EOF),
+// the stream fails or a request is malformed.
+func (s *Service) receive(ctx context.Context, stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse], queue chan<- *orchestratorv1.UdsRequest) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		req := msg.GetRequest()
+		if req == nil {
+			return fieldError("request", "only the first message may open the channel; later messages must be requests")
+		}
+		select {
+		case queue <- req:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// relay performs the queued requests in order and sends their responses.
+func (s *Service) relay(ctx context.Context, cancel context.CancelCauseFunc, ch orchestrator.RelayChannel, queue <-chan *orchestratorv1.UdsRequest, stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) {
+	stall := time.AfterFunc(time.Hour, func() {
+		cancel(status.Errorf(codes.ResourceExhausted, "runner stalled: responses not read for %s", s.opts.StallTimeout))
+	})
+	stall.Stop()
+	defer stall.Stop()
+	for req := range queue {
+		if ctx.Err() != nil {
+			return
+		}
+		resp, fatal := s.do(ctx, ch, req)
+		if fatal != nil {
+			cancel(fatal)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		stall.Reset(s.opts.StallTimeout)
+		err := stream.Send(&orchestratorv1.ExchangeResponse{Kind: &orchestratorv1.ExchangeResponse_Response{Response: resp}})
+		stall.Stop()
+		if err != nil {
+			cancel(err)
+			return
+		}
+	}
+	cancel(io.EOF)
+}
+
+// do relays one request. Failures that concern only this request (timeout,
+// broken openOBD stream, bad payload) are reported in the response and the
+// stream goes on; failures of the session (interrupt, lost lease) end it.
+func (s *Service) do(ctx context.Context, ch orchestrator.RelayChannel, req *orchestratorv1.UdsRequest) (*orchestratorv1.UdsResponse, error) {
+	start := time.Now()
+	out := &orchestratorv1.UdsResponse{CorrelationId: req.GetCorrelationId()}
+	r, err := requestFromProto("request.", req.GetPayload(), req.GetTimeout(), req.Timeout != nil, req.GetIdempotent())
+	if err != nil {
+		out.Error = &orchestratorv1.RequestError{Code: orchestratorv1.RequestErrorCode_REQUEST_ERROR_CODE_INVALID, Message: status.Convert(err).Message()}
+		out.TotalTime = durationpb.New(time.Since(start))
+		return out, nil
+	}
+	resp, err := ch.Do(ctx, r)
+	out.TotalTime = durationpb.New(time.Since(start))
+	out.Attempts = uint32(resp.Attempts)
+	out.EcuTime = durationpb.New(resp.ECUTime)
+	switch {
+	case err == nil:
+		out.Payload, out.Negative, out.Nrc = resp.Payload, resp.Negative, uint32(resp.NRC)
+	case errors.Is(err, orchestrator.ErrTimeout):
+		out.Error = &orchestratorv1.RequestError{Code: orchestratorv1.RequestErrorCode_REQUEST_ERROR_CODE_TIMEOUT, Message: err.Error()}
+	case errors.Is(err, orchestrator.ErrBusy):
+		out.Error = &orchestratorv1.RequestError{Code: orchestratorv1.RequestErrorCode_REQUEST_ERROR_CODE_QUEUE_TIMEOUT, Message: err.Error()}
+	case errors.Is(err, orchestrator.ErrUnavailable):
+		out.Error = &orchestratorv1.RequestError{Code: orchestratorv1.RequestErrorCode_REQUEST_ERROR_CODE_UNAVAILABLE, Message: err.Error()}
+	default:
+		// The session itself failed: end the stream with the mapped status.
+		return nil, err
+	}
+	return out, nil
+}
