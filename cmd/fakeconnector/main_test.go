@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func noEnv(string) string { return "" }
+
+func TestRunServesAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	exit := make(chan int, 1)
+	env := map[string]string{"FAKECONNECTOR_CLIENT_SECRET": "from-env"}
+	go func() {
+		exit <- run(ctx, []string{"--openobd-addr", "127.0.0.1:0", "--partner-addr", "127.0.0.1:0", "--tickets", "2", "--seed", "3"},
+			func(k string) string { return env[k] }, &stdout, &stderr)
+	}()
+
+	addrRE := regexp.MustCompile(`openOBD gRPC\s+(\S+)`)
+	var addr string
+	deadline := time.Now().Add(10 * time.Second)
+	for addr == "" {
+		if m := addrRE.FindStringSubmatch(stdout.String()); m != nil && strings.Contains(stdout.String(), "demo tickets") {
+			addr = m[1]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	out := stdout.String()
+	for _, want := range []string{`client id\s+demo-client\n`, `client secret\s+from-env\n`, `/_fake/openobd/\n`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+	numbers := regexp.MustCompile(`(?m)^  (\d+)\s`).FindAllStringSubmatch(out, -1)
+	if len(numbers) != 2 {
+		t.Fatalf("banner lists %d tickets, want 2:\n%s", len(numbers), out)
+	}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctrl := openobdv1.NewSessionControllerClient(conn)
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
+	_, err = ctrl.GetSessionControllerToken(cctx, &openobdv1.Authenticate{ClientId: "demo-client", ClientSecret: "demo-secret"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("token with the default secret = %v, want INVALID_ARGUMENT (the secret came from the environment)", err)
+	}
+	if _, err := ctrl.GetSessionControllerToken(cctx, &openobdv1.Authenticate{ClientId: "demo-client", ClientSecret: "from-env"}); err != nil {
+		t.Fatalf("getSessionControllerToken: %v", err)
+	}
+
+	cancel()
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("run = %d, want 0; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after its context ended")
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"--nope"}, "flag provided but not defined"},
+		{"remote address", []string{"--openobd-addr", "0.0.0.0:17001"}, "not a loopback address"},
+		{"bad address", []string{"--partner-addr", "17002"}, "--partner-addr"},
+		{"negative tickets", []string{"--tickets", "-1"}, "--tickets"},
+		{"zero rotation", []string{"--token-rotation", "0s"}, "--token-rotation must be positive"},
+		{"bad interrupt code", []string{"--interrupt-code", "SOMETIMES"}, "--interrupt-code"},
+		{"bad log format", []string{"--log-format", "xml"}, "--log-format"},
+		{"empty secret", []string{"--client-secret", ""}, "--client-secret"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr syncBuffer
+			if code := run(t.Context(), tc.args, noEnv, &stdout, &stderr); code != 2 {
+				t.Fatalf("run(%v) = %d, want 2", tc.args, code)
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("run(%v) stderr = %q, want it to mention %q", tc.args, stderr.String(), tc.want)
+			}
+		})
+	}
+}

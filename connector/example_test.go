@@ -1,0 +1,121 @@
+package connector_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/obdorch/obdorch/connector"
+	"github.com/obdorch/obdorch/connector/fake"
+	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
+)
+
+// Example reads a vehicle's VIN through openOBD: start a session on a
+// ticket, claim it, configure the OBD CAN bus, ask the engine ECU and finish.
+// The fake openOBD on a loopback port stands in for grpc.openobd.com.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	host, port, stop := serveExampleFake()
+	defer stop()
+
+	client, err := connector.New(connector.Config{
+		ClientID:     "partner-client",
+		ClientSecret: "partner-secret",
+		Host:         host, // default grpc.openobd.com
+		Port:         port, // default 443 (TLS); other ports are plaintext
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	info, err := client.StartSessionOnTicket(ctx, "7848095")
+	if err != nil {
+		log.Fatal(err)
+	}
+	session, err := client.Attach(ctx, info, connector.OnToken(func(token string, received time.Time) {
+		// Persist the newest token here to Resume after a restart.
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer session.Close()
+
+	err = session.ConfigureBus(ctx, &openobdv1.BusConfiguration{
+		BusName: "obd",
+		BusDefinition: &openobdv1.BusConfiguration_CanBus{CanBus: &openobdv1.CanBus{
+			PinPlus:     6,
+			PinMin:      14,
+			CanProtocol: openobdv1.CanProtocol_CAN_PROTOCOL_ISOTP,
+			CanBitRate:  openobdv1.CanBitRate_CAN_BIT_RATE_500,
+		}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	engine, err := session.OpenIsotp(ctx, &openobdv1.IsotpChannel{BusName: "obd", RequestId: 0x7E0, ResponseId: 0x7E8})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Close()
+
+	resp, err := engine.Request(ctx, []byte{0x22, 0xF1, 0x90}) // ReadDataByIdentifier VIN
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("VIN: %s\n", resp[3:])
+
+	_, err = engine.Request(ctx, []byte{0x22, 0xAB, 0xCD}) // an identifier the ECU does not know
+	fmt.Println(err)
+
+	err = session.Finish(ctx, &openobdv1.ServiceResult{Result: []openobdv1.Result{openobdv1.Result_RESULT_SUCCESS}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	info, err = client.GetSession(ctx, info.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("state:", info.State)
+	// Output:
+	// VIN: WVWZZZAUZKW000001
+	// uds: ReadDataByIdentifier (0x22): requestOutOfRange (0x31)
+	// state: finished
+}
+
+// serveExampleFake serves a fake openOBD with one ticket on a loopback port.
+func serveExampleFake() (host string, port int, stop func()) {
+	srv, err := fake.New(fake.Options{
+		ClientID:     "partner-client",
+		ClientSecret: "partner-secret",
+		Directory: fake.NewStaticDirectory(fake.Target{
+			TicketNumber: "7848095",
+			ConnectorID:  "c571e33b-6b12-455a-8388-0c025295564a",
+		}),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ctx, lis)
+	}()
+	host, p, _ := net.SplitHostPort(lis.Addr().String())
+	port, _ = strconv.Atoi(p)
+	return host, port, func() {
+		cancel()
+		<-done
+	}
+}

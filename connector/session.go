@@ -1,0 +1,429 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
+)
+
+// SessionOption configures Attach and Resume.
+type SessionOption func(*sessionOptions)
+
+type sessionOptions struct {
+	onToken func(token string, received time.Time)
+}
+
+// OnToken registers fn to receive every new session token: the one from
+// authenticate and each one from the token stream. Persist the newest one to
+// resume the session after a restart (Client.Resume). The first call
+// happens inside Attach, later ones on the session's own goroutine; fn must
+// return quickly and must not call Session.Close.
+func OnToken(fn func(token string, received time.Time)) SessionOption {
+	return func(o *sessionOptions) { o.onToken = fn }
+}
+
+// Session is an authenticated openOBD session. It keeps the session-token
+// stream open in a goroutine it owns (reopening it with backoff when it
+// breaks) and sends the newest token on every call.
+//
+// A session ends when it is finished, interrupted or failed on the server,
+// or when it is closed; Done is closed then and Err says why. Close must be
+// called in every case to release its goroutines.
+type Session struct {
+	client  *Client
+	info    SessionInfo // without the authentication token
+	log     *slog.Logger
+	onToken func(string, time.Time)
+
+	session openobdv1.SessionClient
+	config  openobdv1.ConfigClient
+	can     openobdv1.CanClient
+	monitor openobdv1.ConnectionMonitorClient
+
+	token atomic.Pointer[string]
+
+	ctx    context.Context // ends when the session ends
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	done    chan struct{}
+	endOnce sync.Once
+	err     error // why the session ended; written before done is closed
+
+	mu        sync.Mutex
+	channels  map[*IsotpChannel]struct{}
+	closeOnce sync.Once
+}
+
+// Attach claims a started session: it calls authenticate with the
+// session's one-time token on info.GRPCEndpoint, then keeps the session
+// token fresh until the session ends.
+func (c *Client) Attach(ctx context.Context, info SessionInfo, opts ...SessionOption) (*Session, error) {
+	const op = "authenticate"
+	s, err := c.newSession(ctx, info, opts)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(withBearer(ctx, info.AuthenticationToken), c.cfg.CallTimeout)
+	tok, err := s.session.Authenticate(cctx, &openobdv1.EmptyMessage{})
+	cancel()
+	if err != nil {
+		s.cancel()
+		return nil, classify(ctx, op, err, info.AuthenticationToken, c.cfg.ClientSecret)
+	}
+	if tok.GetValue() == "" {
+		s.cancel()
+		return nil, &Error{Kind: KindRetryable, Op: op, Message: "empty session token"}
+	}
+	s.setToken(tok.GetValue())
+	if err := c.start(s); err != nil {
+		return nil, err
+	}
+	s.log.Info("session attached")
+	return s, nil
+}
+
+// Resume re-attaches to an active session with a stored session token that
+// is still valid (tokens live 5 minutes), without calling authenticate: it
+// checks that the session is active and that the token is accepted, then
+// reopens the token stream. OnToken is not called for the stored token.
+func (c *Client) Resume(ctx context.Context, info SessionInfo, token string, opts ...SessionOption) (*Session, error) {
+	const op = "resume"
+	if token == "" {
+		return nil, &Error{Kind: KindTerminal, Op: op, Message: "no session token"}
+	}
+	current, err := c.GetSession(ctx, info.ID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case current.Ended():
+		return nil, &Error{Kind: KindInterrupted, Op: op, Message: "session state is " + current.State}
+	case current.State != StateActive:
+		return nil, &Error{Kind: KindTerminal, Op: op, Message: "session state is " + current.State + ", not active"}
+	}
+	if info.GRPCEndpoint == "" {
+		info.GRPCEndpoint = current.GRPCEndpoint
+	}
+	s, err := c.newSession(ctx, info, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.token.Store(&token)
+	// A cheap session call tells whether the token is still accepted.
+	if _, err := s.ConnectorInformation(ctx); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	if err := c.start(s); err != nil {
+		return nil, err
+	}
+	s.log.Info("session resumed")
+	return s, nil
+}
+
+// newSession prepares a session whose lifetime context keeps the values of
+// ctx (trace, logger) but not its cancellation.
+func (c *Client) newSession(ctx context.Context, info SessionInfo, opts []SessionOption) (*Session, error) {
+	cc, err := c.conn(info.GRPCEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	var o sessionOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	info.AuthenticationToken = ""
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return &Session{
+		client:   c,
+		info:     info,
+		log:      c.log.With(slog.String("session_id", info.ID)),
+		onToken:  o.onToken,
+		session:  openobdv1.NewSessionClient(cc),
+		config:   openobdv1.NewConfigClient(cc),
+		can:      openobdv1.NewCanClient(cc),
+		monitor:  openobdv1.NewConnectionMonitorClient(cc),
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		channels: make(map[*IsotpChannel]struct{}),
+	}, nil
+}
+
+// start registers s with the client and starts its token stream.
+func (c *Client) start(s *Session) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		s.cancel()
+		return ErrClosed
+	}
+	c.sessions[s] = struct{}{}
+	c.mu.Unlock()
+	s.wg.Add(1)
+	go s.runTokenStream()
+	return nil
+}
+
+// ID returns the openOBD session id.
+func (s *Session) ID() string { return s.info.ID }
+
+// Info returns the session as it was attached (without its authentication
+// token; the state is the one at attach time).
+func (s *Session) Info() SessionInfo { return s.info }
+
+// Token returns the newest session token.
+func (s *Session) Token() string { return *s.token.Load() }
+
+// Done is closed when the session has ended or was closed.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns why the session ended (an *Error of KindInterrupted when the
+// server ended it, ErrClosed after Close), or nil while it lives.
+func (s *Session) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+func (s *Session) setToken(token string) {
+	s.token.Store(&token)
+	if s.onToken != nil {
+		s.onToken(token, s.client.cfg.Now())
+	}
+}
+
+// outgoing returns ctx carrying the newest session token.
+func (s *Session) outgoing(ctx context.Context) context.Context {
+	return withBearer(ctx, s.Token())
+}
+
+// secrets returns what must never appear in an error text.
+func (s *Session) secrets() []string {
+	return []string{s.Token(), s.client.cfg.ClientSecret}
+}
+
+// end records why the session ended, stops its streams and closes its
+// channels. Only the first call counts.
+func (s *Session) end(cause error) {
+	s.endOnce.Do(func() {
+		s.err = cause
+		close(s.done)
+		s.cancel()
+		s.mu.Lock()
+		channels := make([]*IsotpChannel, 0, len(s.channels))
+		for ch := range s.channels {
+			channels = append(channels, ch)
+		}
+		s.mu.Unlock()
+		for _, ch := range channels {
+			ch.closeWith(cause)
+		}
+		if !errors.Is(cause, ErrClosed) {
+			s.log.Info("session ended", slog.String("reason", cause.Error()))
+		}
+	})
+}
+
+// Close stops the session's goroutines and streams and closes its
+// channels. It does not finish or interrupt the session on the server: call
+// Finish (or Client.InterruptSession) first for that.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() {
+		s.end(ErrClosed)
+		s.mu.Lock()
+		channels := make([]*IsotpChannel, 0, len(s.channels))
+		for ch := range s.channels {
+			channels = append(channels, ch)
+		}
+		s.mu.Unlock()
+		for _, ch := range channels {
+			ch.Close()
+		}
+		s.wg.Wait()
+		s.client.mu.Lock()
+		delete(s.client.sessions, s)
+		s.client.mu.Unlock()
+	})
+	return nil
+}
+
+// call runs a unary session call with the newest token and a deadline. An
+// answer that says the session is over ends the session.
+func (s *Session) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	if err := s.Err(); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(s.outgoing(ctx), s.client.cfg.CallTimeout)
+	defer cancel()
+	if err := fn(cctx); err != nil {
+		err = classify(ctx, op, err, s.secrets()...)
+		if KindOf(err) == KindInterrupted {
+			s.end(err)
+		}
+		return err
+	}
+	return nil
+}
+
+// Finish ends the session gracefully with result (which must hold at least
+// one Result). The session is over afterwards; Close it.
+func (s *Session) Finish(ctx context.Context, result *openobdv1.ServiceResult) error {
+	err := s.call(ctx, "finish", func(ctx context.Context) error {
+		_, err := s.session.Finish(ctx, result)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.end(&Error{Kind: KindInterrupted, Op: "finish", Message: "session finished"})
+	return nil
+}
+
+// ConfigureBus replaces the session's bus configuration with buses (up to
+// four; two buses may not share pins).
+func (s *Session) ConfigureBus(ctx context.Context, buses ...*openobdv1.BusConfiguration) error {
+	return s.call(ctx, "configureBus", func(ctx context.Context) error {
+		stream, err := s.config.ConfigureBus(ctx)
+		if err != nil {
+			return err
+		}
+		for _, b := range buses {
+			if err := stream.Send(b); err != nil {
+				if err == io.EOF { // the server ended the stream; CloseAndRecv says why
+					break
+				}
+				return err
+			}
+		}
+		_, err = stream.CloseAndRecv()
+		return err
+	})
+}
+
+// ConnectorInformation returns the connector's current link state.
+func (s *Session) ConnectorInformation(ctx context.Context) (*openobdv1.ConnectorInformation, error) {
+	var info *openobdv1.ConnectorInformation
+	err := s.call(ctx, "getConnectorInformation", func(ctx context.Context) error {
+		var err error
+		info, err = s.monitor.GetConnectorInformation(ctx, &openobdv1.EmptyMessage{})
+		return err
+	})
+	return info, err
+}
+
+// WatchConnectorInformation calls fn with every link-state update (openOBD
+// sends one per second) until ctx ends, fn returns an error, the stream
+// ends or the session ends, and returns why.
+func (s *Session) WatchConnectorInformation(ctx context.Context, fn func(*openobdv1.ConnectorInformation) error) error {
+	const op = "openConnectorInformationStream"
+	if err := s.Err(); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	stream, err := s.monitor.OpenConnectorInformationStream(s.outgoing(sctx), &openobdv1.EmptyMessage{})
+	for err == nil {
+		var info *openobdv1.ConnectorInformation
+		if info, err = stream.Recv(); err == nil {
+			if ferr := fn(info); ferr != nil {
+				return ferr
+			}
+		}
+	}
+	if serr := s.Err(); serr != nil {
+		return serr
+	}
+	return s.streamEnded(ctx, op, err)
+}
+
+// runTokenStream keeps openSessionTokenStream open while the session lives,
+// reopening it with jittered exponential backoff when it breaks. It ends the
+// session when the server says the session is over.
+func (s *Session) runTokenStream() {
+	defer s.wg.Done()
+	const op = "openSessionTokenStream"
+	cfg := s.client.cfg
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(cfg.ReconnectInitial),
+		backoff.WithMaxInterval(cfg.ReconnectMax),
+		backoff.WithMaxElapsedTime(0), // retry while the session lives
+	)
+	err := backoff.RetryNotify(func() error {
+		err := s.readTokens(b)
+		if s.ctx.Err() != nil {
+			return backoff.Permanent(s.ctx.Err())
+		}
+		err = s.streamEnded(s.ctx, op, err)
+		if KindOf(err) != KindRetryable {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(b, s.ctx), func(err error, wait time.Duration) {
+		s.log.Warn("session token stream broken, reopening",
+			slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+	})
+	if s.ctx.Err() == nil {
+		s.end(err)
+	}
+}
+
+// readTokens opens the token stream and stores every token it delivers
+// until the stream breaks. A delivered token resets the backoff.
+func (s *Session) readTokens(b backoff.BackOff) error {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	stream, err := s.session.OpenSessionTokenStream(s.outgoing(ctx), &openobdv1.EmptyMessage{})
+	if err != nil {
+		return err
+	}
+	for {
+		tok, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if tok.GetValue() == "" {
+			continue
+		}
+		s.setToken(tok.GetValue())
+		b.Reset()
+		s.log.Debug("session token received")
+	}
+}
+
+// streamEnded classifies the end of one of the session's streams. A stream
+// that ends without saying why is checked with getSession: if the session
+// is over the error is KindInterrupted and the session ends.
+func (s *Session) streamEnded(ctx context.Context, op string, err error) error {
+	var e error
+	if err == io.EOF {
+		e = &Error{Kind: KindRetryable, Op: op, Message: "stream ended by the server"}
+	} else {
+		e = classify(ctx, op, err, s.secrets()...)
+	}
+	if KindOf(e) == KindRetryable && ctx.Err() == nil {
+		gctx, cancel := context.WithTimeout(ctx, s.client.cfg.CallTimeout)
+		info, gerr := s.client.GetSession(gctx, s.info.ID)
+		cancel()
+		if gerr == nil && info.Ended() {
+			e = &Error{Kind: KindInterrupted, Op: op, Message: "session state is " + info.State}
+		}
+	}
+	if KindOf(e) == KindInterrupted {
+		s.end(e)
+	}
+	return e
+}
