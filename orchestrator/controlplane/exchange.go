@@ -44,6 +44,8 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
+	stopDrain := context.AfterFunc(s.drain, func() { cancel(status.Error(codes.Unavailable, errDraining.Error())) })
+	defer stopDrain()
 
 	ch, rec, err := s.core.OpenChannel(ctx, open.GetSessionId(), open.GetLeaseId(), spec)
 	if err != nil {

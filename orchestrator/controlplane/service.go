@@ -5,6 +5,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"log/slog"
 	"time"
@@ -71,14 +72,27 @@ type Service struct {
 
 	core Core
 	opts Options
+
+	// drain is cancelled by Drain: streams end so GracefulStop can finish.
+	drain    context.Context
+	drainNow context.CancelFunc
 }
 
 var _ orchestratorv1.OrchestratorServiceServer = (*Service)(nil)
 
 // NewService returns the control-plane service over core.
 func NewService(core Core, opts Options) *Service {
-	return &Service{core: core, opts: opts.withDefaults()}
+	drain, cancel := context.WithCancel(context.Background())
+	return &Service{core: core, opts: opts.withDefaults(), drain: drain, drainNow: cancel}
 }
+
+// Drain ends every WatchSessions and Exchange stream with UNAVAILABLE (a
+// watcher learns the revision to resume from), so a graceful stop is not
+// held up by long-lived streams. Unary calls are not affected.
+func (s *Service) Drain() { s.drainNow() }
+
+// errDraining ends streams on Drain.
+var errDraining = errors.New("server is shutting down")
 
 // ListTickets implements OrchestratorService.
 func (s *Service) ListTickets(ctx context.Context, req *orchestratorv1.ListTicketsRequest) (*orchestratorv1.ListTicketsResponse, error) {

@@ -33,6 +33,8 @@ func (s *Service) WatchSessions(req *orchestratorv1.WatchSessionsRequest, stream
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
+	stopDrain := context.AfterFunc(s.drain, cancel)
+	defer stopDrain()
 
 	events := make(chan orchestrator.Event, s.opts.WatchBuffer)
 	var (
@@ -105,6 +107,8 @@ func (s *Service) WatchSessions(req *orchestratorv1.WatchSessionsRequest, stream
 			resume = req.GetStartRevision()
 		}
 		return status.Errorf(codes.ResourceExhausted, "%v: resume with start_revision=%d", srcErr, resume)
+	case s.drain.Err() != nil && stream.Context().Err() == nil:
+		return status.Errorf(codes.Unavailable, "%v: resume with start_revision=%d", errDraining, last+1)
 	case srcErr != nil && stream.Context().Err() == nil:
 		return toStatus(fmt.Errorf("watch: %w", srcErr))
 	}

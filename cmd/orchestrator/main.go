@@ -1,0 +1,240 @@
+// Command orchestrator runs the openOBD session orchestrator: it reads
+// tickets from Jifeline's Partner API, opens and keeps openOBD sessions for
+// them, and serves the orchestrator.v1 control plane.
+//
+//	go run ./cmd/orchestrator --demo     # zero-config, against an in-process fake Jifeline
+//	go run ./cmd/orchestrator --help     # every flag, grouped, with its environment twin
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/obdorch/obdorch/connector"
+	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
+	"github.com/obdorch/obdorch/orchestrator"
+	"github.com/obdorch/obdorch/orchestrator/controlplane"
+	"github.com/obdorch/obdorch/orchestrator/store"
+	"github.com/obdorch/obdorch/partner"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// A second signal exits at once.
+		<-ctx.Done()
+		stop()
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+		<-c
+		fmt.Fprintln(os.Stderr, "second signal: exiting now")
+		os.Exit(1)
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is the whole program; it returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "orchestrator: configuration: %v\n", err)
+		return 2
+	}
+	level, _ := parseLevel(cfg.logLevel)
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if cfg.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(handler)
+	if err := serve(ctx, cfg, log, stdout); err != nil {
+		log.Error("orchestrator failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve wires the parts, runs them until ctx ends and shuts them down in
+// order: health, control plane (graceful, then forced), reconciler, store.
+func serve(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+	if cfg.demo {
+		// The fake outlives the signal: it stops after the core, in order.
+		env, err := fakejifeline.Start(context.WithoutCancel(ctx), fakejifeline.Options{Tickets: cfg.demoTickets, Seed: 1})
+		if err != nil {
+			return fmt.Errorf("start demo Jifeline: %w", err)
+		}
+		defer env.Close()
+		host, port, err := net.SplitHostPort(env.OpenOBDAddr)
+		if err != nil {
+			return err
+		}
+		cfg.openobdHost = host
+		fmt.Sscanf(port, "%d", &cfg.openobdPort)
+		cfg.openobdInsecure = true
+		cfg.partnerURL = env.PartnerURL
+		cfg.clientID, cfg.clientSecret = env.ClientID, env.ClientSecret
+		cfg.ticketWrite = true
+		if cfg.etcdEndpoints == "" {
+			dir, err := os.MkdirTemp("", "obdorch-demo-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			cfg.dataDir = dir
+		}
+		log.Info("demo Jifeline running", "openobd", env.OpenOBDAddr, "partner_api", env.PartnerURL, "tickets", len(env.Tickets))
+	}
+
+	endpoints := splitList(cfg.etcdEndpoints)
+	if len(endpoints) == 0 {
+		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		emb, err := store.StartEmbedded(ctx, store.EmbeddedConfig{Dir: cfg.dataDir, Logger: log.With("component", "etcd")})
+		if err != nil {
+			return fmt.Errorf("start embedded etcd in %s: %w", cfg.dataDir, err)
+		}
+		defer emb.Close()
+		endpoints = emb.Endpoints()
+	}
+	st, err := store.Open(ctx, store.Config{Endpoints: endpoints, Replica: cfg.replica, Logger: log.With("component", "store")})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+
+	partnerURL := cfg.partnerURL
+	if partnerURL == "" {
+		partnerURL = partner.BaseURLForCluster(cfg.clusterID)
+	}
+	pc, err := partner.NewClient(partner.Config{
+		BaseURL: partnerURL, ClientID: cfg.clientID, ClientSecret: cfg.clientSecret,
+		AllowTicketWrite: cfg.ticketWrite, Logger: log.With("component", "partner"),
+	})
+	if err != nil {
+		return fmt.Errorf("partner API client: %w", err)
+	}
+	defer pc.CloseIdleConnections()
+	oc, err := connector.New(connector.Config{
+		ClientID: cfg.clientID, ClientSecret: cfg.clientSecret, ClusterID: cfg.clusterID,
+		Host: cfg.openobdHost, Port: cfg.openobdPort, Insecure: cfg.openobdInsecure,
+		ResponseTimeout: cfg.requestTimeout, P2Star: cfg.p2Star, Logger: log.With("component", "openobd"),
+	})
+	if err != nil {
+		return fmt.Errorf("openOBD client: %w", err)
+	}
+	defer oc.Close()
+
+	lis, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	var srv *controlplane.Server
+	processed, anyProcessed := cfg.intakeProcessedFilter()
+	core, err := orchestrator.New(orchestrator.Config{
+		IntakeState:               partner.TicketState(cfg.intakeState),
+		IntakeExternallyProcessed: processed,
+		IntakeAnyProcessed:        anyProcessed,
+		ResyncInterval:            cfg.resync,
+		Workers:                   cfg.workers,
+		LeaseTTL:                  cfg.leaseTTL,
+		FailOnLeaseExpiry:         cfg.failOnLeaseExpiry,
+		RequestTimeout:            cfg.requestTimeout,
+		P2Star:                    cfg.p2Star,
+		Logger:                    log.With("component", "core"),
+		OnHealth: func(healthy bool, reason string) {
+			if srv != nil {
+				srv.SetServing(healthy)
+			}
+			if !healthy {
+				log.Warn("not serving", "reason", reason)
+			}
+		},
+	}, st, pc, oc)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	svc := controlplane.NewService(core, controlplane.Options{Logger: log.With("component", "control-plane")})
+	srv = controlplane.NewServer(svc, controlplane.ServerOptions{Logger: log.With("component", "grpc")})
+
+	coreCtx, stopCore := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCore()
+	coreDone := make(chan error, 1)
+	go func() { coreDone <- core.Start(coreCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(lis) }()
+
+	addr := lis.Addr().String()
+	log.Info("control plane listening", "addr", addr, "replica", cfg.replica)
+	printHello(stdout, addr, cfg.demo)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveDone:
+		runErr = fmt.Errorf("control plane: %w", err)
+	case <-st.Lost():
+		runErr = errors.New("store lease lost")
+	}
+
+	log.Info("shutting down", "grace", cfg.shutdownFor)
+	srv.SetServing(false)
+	svc.Drain()
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(cfg.shutdownFor):
+		log.Warn("grace period over; closing remaining calls")
+		srv.Stop()
+		<-stopped
+	}
+	stopCore()
+	if err := <-coreDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func printHello(w io.Writer, addr string, demo bool) {
+	fmt.Fprintf(w, "orchestrator control plane on %s\n", addr)
+	if !demo {
+		return
+	}
+	svc := "orchestrator.v1.OrchestratorService"
+	fmt.Fprintf(w, `
+Try it with grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4):
+  grpcurl -plaintext %[1]s list
+  grpcurl -plaintext %[1]s %[2]s/ListTickets
+  grpcurl -plaintext -d '{"states":["SESSION_STATE_READY"]}' %[1]s %[2]s/ListSessions
+  grpcurl -plaintext -d '{"start_revision":1}' %[1]s %[2]s/WatchSessions
+`, addr, svc)
+}

@@ -1,0 +1,356 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/obdorch/obdorch/connector"
+	"github.com/obdorch/obdorch/connector/uds"
+	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
+	"github.com/obdorch/obdorch/orchestrator/session"
+)
+
+// maxChannels bounds the ISO-TP channels kept open per session.
+const maxChannels = 16
+
+type channelKey struct {
+	bus                     string
+	request, response       uint32
+	extRequest, extResponse int64 // -1 when not set
+}
+
+func keyOf(c Channel) channelKey {
+	k := channelKey{bus: c.BusName, request: c.RequestID, response: c.ResponseID, extRequest: -1, extResponse: -1}
+	if c.ExtRequest != nil {
+		k.extRequest = int64(*c.ExtRequest)
+	}
+	if c.ExtResponse != nil {
+		k.extResponse = int64(*c.ExtResponse)
+	}
+	return k
+}
+
+// relayChannel is one ECU channel of an attached session, shared by every
+// runner call that addresses it. It owns the openOBD ISO-TP stream, reopens
+// it with jittered backoff when it breaks, and keeps the ECU's diagnostic
+// session alive with tester present while it is not the default one.
+type relayChannel struct {
+	o    *Orchestrator
+	l    *live
+	spec *openobdv1.IsotpChannel
+	// turn admits one request at a time; waiting is bounded by QueueWait.
+	turn chan struct{}
+
+	mu     sync.Mutex
+	iso    *connector.IsotpChannel
+	closed error
+	// testerStop ends the tester-present goroutine; nil when not running.
+	testerStop context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+// OpenChannel opens (or joins) an ISO-TP channel on a leased session.
+func (o *Orchestrator) OpenChannel(ctx context.Context, id, leaseID string, ch Channel) (RelayChannel, *session.Record, error) {
+	l, err := o.checkLease(ctx, id, leaseID)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc, err := l.channel(o, ch)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := rc.stream(ctx); err != nil {
+		return nil, nil, err
+	}
+	rec, err := o.GetSession(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &leasedChannel{o: o, rc: rc, id: id, leaseID: leaseID}, rec, nil
+}
+
+// Send relays one request on a leased session.
+func (o *Orchestrator) Send(ctx context.Context, id, leaseID string, ch Channel, req Request) (Response, error) {
+	l, err := o.checkLease(ctx, id, leaseID)
+	if err != nil {
+		return Response{}, err
+	}
+	rc, err := l.channel(o, ch)
+	if err != nil {
+		return Response{}, err
+	}
+	return rc.do(ctx, req)
+}
+
+// leasedChannel is a runner's handle on a channel: every request checks and
+// extends the lease.
+type leasedChannel struct {
+	o           *Orchestrator
+	rc          *relayChannel
+	id, leaseID string
+}
+
+func (c *leasedChannel) Do(ctx context.Context, req Request) (Response, error) {
+	if _, err := c.o.checkLease(ctx, c.id, c.leaseID); err != nil {
+		return Response{}, err
+	}
+	return c.rc.do(ctx, req)
+}
+
+// Close releases the handle; the channel stays open for later calls until
+// the session ends or its buses change.
+func (c *leasedChannel) Close() error { return nil }
+
+// channel returns the session's channel for ch, opening its record.
+func (l *live) channel(o *Orchestrator, ch Channel) (*relayChannel, error) {
+	k := keyOf(ch)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended != nil {
+		return nil, l.ended
+	}
+	if rc, ok := l.channels[k]; ok {
+		return rc, nil
+	}
+	if len(l.channels) >= maxChannels {
+		return nil, fmt.Errorf("%w: %d channels already open on this session", ErrBusy, maxChannels)
+	}
+	spec := &openobdv1.IsotpChannel{
+		BusName: ch.BusName, RequestId: ch.RequestID, ResponseId: ch.ResponseID,
+		ExtendedRequestAddress: ch.ExtRequest, ExtendedResponseAddress: ch.ExtResponse,
+	}
+	if ch.Padding != 0 {
+		p := openobdv1.Padding(ch.Padding)
+		spec.Padding = &p
+	}
+	rc := &relayChannel{o: o, l: l, spec: spec, turn: make(chan struct{}, 1)}
+	l.channels[k] = rc
+	return rc, nil
+}
+
+// closeChannels shuts every channel of the session (lease lost, buses
+// replaced); runners reopen them.
+func (l *live) closeChannels(cause error) {
+	l.mu.Lock()
+	chans := l.channels
+	l.channels = map[channelKey]*relayChannel{}
+	l.mu.Unlock()
+	for _, c := range chans {
+		c.shutdown(cause)
+	}
+}
+
+// stream returns the open ISO-TP stream, (re)opening it with jittered
+// backoff within ctx.
+func (c *relayChannel) stream(ctx context.Context) (*connector.IsotpChannel, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed != nil {
+		return nil, c.closed
+	}
+	if c.iso != nil {
+		select {
+		case <-c.iso.Done():
+			c.iso = nil
+		default:
+			return c.iso, nil
+		}
+	}
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(50*time.Millisecond),
+		backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(0),
+	)
+	iso, err := backoff.RetryWithData(func() (*connector.IsotpChannel, error) {
+		iso, err := c.l.sess.OpenIsotp(ctx, c.spec)
+		if err != nil && connector.KindOf(err) != connector.KindRetryable {
+			return nil, backoff.Permanent(err)
+		}
+		return iso, err
+	}, backoff.WithContext(b, ctx))
+	if err != nil {
+		return nil, relayErr(c.l, err)
+	}
+	c.iso = iso
+	return iso, nil
+}
+
+// reset forgets a broken stream so the next request reopens it.
+func (c *relayChannel) reset(iso *connector.IsotpChannel) {
+	c.mu.Lock()
+	if c.iso == iso {
+		c.iso = nil
+	}
+	c.mu.Unlock()
+	_ = iso.Close()
+}
+
+func (c *relayChannel) shutdown(cause error) {
+	c.mu.Lock()
+	if c.closed == nil {
+		c.closed = cause
+	}
+	iso, stop := c.iso, c.testerStop
+	c.iso, c.testerStop = nil, nil
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if iso != nil {
+		_ = iso.Close()
+	}
+	c.wg.Wait()
+}
+
+// do relays one request: it waits its turn (bounded), sends, and matches
+// the response. A broken stream is reopened; the request is re-sent only if
+// it is idempotent.
+func (c *relayChannel) do(ctx context.Context, req Request) (Response, error) {
+	start := time.Now()
+	wait := time.NewTimer(c.o.cfg.QueueWait)
+	select {
+	case c.turn <- struct{}{}:
+		wait.Stop()
+	case <-wait.C:
+		return Response{TotalTime: time.Since(start)}, fmt.Errorf("%w: waited %s for the channel", ErrBusy, c.o.cfg.QueueWait)
+	case <-ctx.Done():
+		wait.Stop()
+		return Response{}, ctx.Err()
+	}
+	defer func() { <-c.turn }()
+
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = c.o.cfg.RequestTimeout
+	}
+	idempotent := req.Idempotent || uds.IsIdempotent(uds.SID(req.Payload[0]))
+	var resp Response
+	for {
+		iso, err := c.stream(ctx)
+		if err != nil {
+			resp.TotalTime = time.Since(start)
+			return resp, err
+		}
+		resp.Attempts++
+		sent := time.Now()
+		payload, err := iso.Request(ctx, req.Payload, connector.WithResponseTimeout(timeout), connector.WithP2Star(c.o.cfg.P2Star))
+		resp.ECUTime += time.Since(sent)
+		resp.TotalTime = time.Since(start)
+		var nre *connector.NegativeResponseError
+		switch {
+		case err == nil:
+			resp.Payload = payload
+			c.observe(req.Payload, payload)
+			return resp, nil
+		case errors.As(err, &nre):
+			resp.Payload, resp.Negative, resp.NRC = payload, true, byte(nre.NRC)
+			return resp, nil
+		case errors.Is(err, connector.ErrTimeout):
+			return resp, fmt.Errorf("%w: request % X: %w", ErrTimeout, req.Payload, err)
+		case errors.Is(err, connector.ErrChannelClosed) && ctx.Err() == nil:
+			c.reset(iso)
+			if ended := c.ended(); ended != nil {
+				return resp, ended
+			}
+			if connector.KindOf(err) == connector.KindInterrupted {
+				return resp, &InterruptedError{SessionID: c.l.id, Actor: session.ActorOpenOBD, Reason: err.Error()}
+			}
+			if idempotent && resp.Attempts < 2 {
+				c.o.log.Info("openOBD stream broke; re-sending idempotent request", "session_id", c.l.id, "sid", req.Payload[0])
+				continue
+			}
+			return resp, fmt.Errorf("%w: openOBD stream broke; request % X was not re-sent (not idempotent): %w", ErrUnavailable, req.Payload, err)
+		}
+		return resp, relayErr(c.l, err)
+	}
+}
+
+func (c *relayChannel) ended() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed != nil {
+		return c.closed
+	}
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	return c.l.ended
+}
+
+// observe follows diagnostic session control: a positive answer to 10 xx
+// with xx other than 01 (default session) starts tester present; 10 01 or an
+// ECU reset stops it.
+func (c *relayChannel) observe(req, resp []byte) {
+	if len(req) < 2 || len(resp) < 1 {
+		return
+	}
+	switch req[0] {
+	case 0x10:
+		if resp[0] != 0x50 {
+			return
+		}
+		if req[1]&0x7F == 0x01 {
+			c.stopTester()
+		} else {
+			c.startTester()
+		}
+	case 0x11:
+		if resp[0] == 0x51 {
+			c.stopTester()
+		}
+	}
+}
+
+func (c *relayChannel) startTester() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.testerStop != nil || c.closed != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(c.o.ctx)
+	c.testerStop = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.testerPresent(ctx)
+	}()
+}
+
+func (c *relayChannel) stopTester() {
+	c.mu.Lock()
+	stop := c.testerStop
+	c.testerStop = nil
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// testerPresent sends 3E 80 every interval. A ticker drops ticks it could
+// not deliver, so a stalled send never causes a burst afterwards.
+func (c *relayChannel) testerPresent(ctx context.Context) {
+	t := time.NewTicker(c.o.cfg.TesterPresentInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.mu.Lock()
+			iso := c.iso
+			c.mu.Unlock()
+			if iso == nil {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, c.o.cfg.TesterPresentInterval)
+			if err := iso.Send(sctx, []byte{0x3E, 0x80}); err != nil && ctx.Err() == nil {
+				c.o.log.Debug("tester present failed", "session_id", c.l.id, "err", err)
+			}
+			cancel()
+		}
+	}
+}

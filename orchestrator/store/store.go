@@ -1,0 +1,260 @@
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+)
+
+// Defaults of Config.
+const (
+	DefaultPrefix      = "/obdorch/"
+	DefaultLeaseTTL    = 10 * time.Second
+	DefaultDialTimeout = 5 * time.Second
+)
+
+// revokeTimeout bounds the lease revocation in Close.
+const revokeTimeout = 2 * time.Second
+
+// reconnectBackoff paces reconnection to an etcd endpoint. It starts at
+// 100 ms rather than gRPC's 1 s, so a replica is back soon after a restarted
+// server is.
+var reconnectBackoff = backoff.Config{
+	BaseDelay:  100 * time.Millisecond,
+	Multiplier: 1.6,
+	Jitter:     0.2,
+	MaxDelay:   5 * time.Second,
+}
+
+// Config configures a Store. The zero value of each optional field selects
+// its default.
+type Config struct {
+	// Endpoints are the etcd client URLs (Embedded.Endpoints for the
+	// embedded server). Required.
+	Endpoints []string
+	// Prefix is prepended to every key; default DefaultPrefix. A trailing
+	// "/" is added if missing. Replicas sharing sessions use the same prefix.
+	Prefix string
+	// Replica names this process among the replicas; it is recorded in
+	// claims and as the owner of records. Required, and unique among running
+	// processes.
+	Replica string
+	// LeaseTTL is the time to live of the replica's lease: how long its
+	// claims outlive it after a crash. Rounded up to whole seconds; default
+	// DefaultLeaseTTL. The server may raise it to its minimum.
+	LeaseTTL time.Duration
+	// DialTimeout bounds connecting and granting the lease in Open; default
+	// DefaultDialTimeout.
+	DialTimeout time.Duration
+	// TLS, if set, secures the connection to etcd.
+	TLS *tls.Config
+	// Username and Password authenticate to etcd if set.
+	Username, Password string
+	// Logger receives the store's and the etcd client's warnings and
+	// errors; default discards.
+	Logger *slog.Logger
+}
+
+// Validate reports the invalid fields of c.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errors.New("store: Endpoints: at least one endpoint is required"))
+	}
+	if c.Replica == "" {
+		errs = append(errs, errors.New("store: Replica: required"))
+	}
+	if c.LeaseTTL < 0 {
+		errs = append(errs, errors.New("store: LeaseTTL: must not be negative"))
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, errors.New("store: DialTimeout: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(c.Prefix, "/") {
+		c.Prefix += "/"
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Store reads and writes session records for one replica. It is safe for
+// concurrent use.
+type Store struct {
+	client  *clientv3.Client
+	log     *slog.Logger
+	replica string
+	prefix  string
+	lease   clientv3.LeaseID
+
+	stopKeepAlive context.CancelFunc
+	keepAliveDone chan struct{}
+	lost          chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open connects to etcd, grants this replica's lease and keeps it alive
+// until Close. ctx bounds the connection and the grant only.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	client, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		TLS:         cfg.TLS,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		Logger:      zapLogger(cfg.Logger, nil),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           reconnectBackoff,
+			MinConnectTimeout: cfg.DialTimeout,
+		})},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: connect to etcd: %w", err)
+	}
+	s := &Store{
+		client:        client,
+		log:           cfg.Logger,
+		replica:       cfg.Replica,
+		prefix:        cfg.Prefix,
+		keepAliveDone: make(chan struct{}),
+		lost:          make(chan struct{}),
+	}
+	if err := s.grant(ctx, cfg); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// grant grants the lease and starts the goroutine that keeps it alive.
+func (s *Store) grant(ctx context.Context, cfg Config) error {
+	ttl := int64((cfg.LeaseTTL + time.Second - 1) / time.Second)
+	gctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	resp, err := s.client.Grant(gctx, ttl)
+	if err != nil {
+		return fmt.Errorf("store: grant lease: %w", err)
+	}
+	s.lease = resp.ID
+
+	// The keep-alive lives as long as the client, not as long as ctx.
+	kctx, stop := context.WithCancel(s.client.Ctx())
+	ch, err := s.client.KeepAlive(kctx, s.lease)
+	if err != nil {
+		stop()
+		return fmt.Errorf("store: keep lease alive: %w", err)
+	}
+	s.stopKeepAlive = stop
+	go s.keepAlive(kctx, ch)
+	return nil
+}
+
+// keepAlive drains the keep-alive responses. The channel closes when the
+// lease expires or is revoked, or when kctx ends; only the first is a loss.
+func (s *Store) keepAlive(kctx context.Context, ch <-chan *clientv3.LeaseKeepAliveResponse) {
+	defer close(s.keepAliveDone)
+	for range ch {
+	}
+	if kctx.Err() == nil {
+		s.log.Warn("store lease lost", "replica", s.replica, "lease", int64(s.lease))
+		close(s.lost)
+	}
+}
+
+// Lost is closed when the replica's lease is lost before Close: its claims
+// are gone or about to go, and every fenced write fails with ErrFenced. The
+// replica should stop acting on its sessions and open a new Store.
+func (s *Store) Lost() <-chan struct{} { return s.lost }
+
+// Replica returns the replica name the Store writes as.
+func (s *Store) Replica() string { return s.replica }
+
+// Revision returns the current revision of the store.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	resp, err := s.client.Get(ctx, s.prefix, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("store: read revision: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Close stops keeping the lease alive and revokes it, so the replica's
+// claims are released at once, then closes the connection. It is safe to
+// call more than once.
+func (s *Store) Close() error { return s.close(true) }
+
+// Detach closes the Store like Close but leaves its lease to expire on its
+// own: the claims stay held for up to LeaseTTL. A replica that restarts under
+// the same name can adopt its sessions before any other replica may claim
+// them. Tests use it to stand for a crash.
+func (s *Store) Detach() error { return s.close(false) }
+
+func (s *Store) close(revoke bool) error {
+	s.closeOnce.Do(func() {
+		s.stopKeepAlive()
+		<-s.keepAliveDone
+		var errs []error
+		if revoke {
+			ctx, cancel := context.WithTimeout(s.client.Ctx(), revokeTimeout)
+			_, err := s.client.Revoke(ctx, s.lease)
+			cancel()
+			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				errs = append(errs, fmt.Errorf("store: revoke lease: %w", err))
+			}
+		}
+		if err := s.client.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("store: close client: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// checkLease fails fast once the lease is known to be lost.
+func (s *Store) checkLease() error {
+	select {
+	case <-s.lost:
+		return fmt.Errorf("%w: lease of replica %s lost", ErrFenced, s.replica)
+	default:
+		return nil
+	}
+}
+
+// etcdError wraps an etcd error of op, turning the absence of this replica's
+// lease into ErrFenced.
+func (s *Store) etcdError(op, id string, err error) error {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("%w: %s session %s: lease of replica %s not found", ErrFenced, op, id, s.replica)
+	}
+	return fmt.Errorf("store: %s session %s: %w", op, id, err)
+}
