@@ -1,0 +1,242 @@
+package orchestrator_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/obdorch/obdorch/connector"
+	"github.com/obdorch/obdorch/connector/fake"
+	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
+	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
+	"github.com/obdorch/obdorch/orchestrator"
+	"github.com/obdorch/obdorch/orchestrator/controlplane"
+	"github.com/obdorch/obdorch/orchestrator/store"
+	"github.com/obdorch/obdorch/partner"
+)
+
+const testTimeout = 20 * time.Second
+
+// world is a fake Jifeline with an embedded etcd; replicas run against it.
+type world struct {
+	t    testing.TB
+	jf   *fakejifeline.Env
+	etcd *store.Embedded
+}
+
+type worldOptions struct {
+	tickets int
+	openobd fake.Options
+}
+
+func newWorld(t testing.TB, o worldOptions) *world {
+	t.Helper()
+	jf, err := fakejifeline.Start(context.WithoutCancel(t.Context()), fakejifeline.Options{
+		Tickets: o.tickets, Seed: 7, OpenOBD: o.openobd,
+	})
+	if err != nil {
+		t.Fatalf("fakejifeline.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = jf.Close() })
+	emb, err := store.StartEmbedded(t.Context(), store.EmbeddedConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(func() { _ = emb.Close() })
+	return &world{t: t, jf: jf, etcd: emb}
+}
+
+// replica is one orchestrator process: store session, clients, core and
+// control plane on bufconn.
+type replica struct {
+	w      *world
+	name   string
+	store  *store.Store
+	core   *orchestrator.Orchestrator
+	client orchestratorv1.OrchestratorServiceClient
+	oc     *connector.Client
+	pc     *partner.Client
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	srv    *controlplane.Server
+	lis    *bufconn.Listener
+	conn   *grpc.ClientConn
+	once   sync.Once
+}
+
+type replicaOptions struct {
+	cfg     orchestrator.Config
+	svcOpts controlplane.Options
+}
+
+func (w *world) startReplica(name string, o replicaOptions) *replica {
+	t := w.t
+	t.Helper()
+	ctx := context.WithoutCancel(t.Context())
+	st, err := store.Open(ctx, store.Config{Endpoints: w.etcd.Endpoints(), Replica: name, LeaseTTL: 2 * time.Second})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	pc, err := partner.NewClient(partner.Config{
+		BaseURL: w.jf.PartnerURL, ClientID: w.jf.ClientID, ClientSecret: w.jf.ClientSecret, AllowTicketWrite: true,
+		Logger: quiet,
+	})
+	if err != nil {
+		t.Fatalf("partner.NewClient: %v", err)
+	}
+	host, port := splitHostPort(t, w.jf.OpenOBDAddr)
+	oc, err := connector.New(connector.Config{
+		ClientID: w.jf.ClientID, ClientSecret: w.jf.ClientSecret, Host: host, Port: port, Insecure: true,
+		ReconnectInitial: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatalf("connector.New: %v", err)
+	}
+	cfg := o.cfg
+	if cfg.ResyncInterval == 0 {
+		cfg.ResyncInterval = 200 * time.Millisecond
+	}
+	if cfg.RetryInitial == 0 {
+		cfg.RetryInitial = 20 * time.Millisecond
+		cfg.RetryMax = 200 * time.Millisecond
+	}
+	core, err := orchestrator.New(cfg, st, pc, oc)
+	if err != nil {
+		t.Fatalf("orchestrator.New: %v", err)
+	}
+	svc := controlplane.NewService(core, o.svcOpts)
+	srv := controlplane.NewServer(svc, controlplane.ServerOptions{})
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = srv.Serve(lis) }()
+	cctx, cancel := context.WithCancel(ctx)
+	r := &replica{
+		w: w, name: name, store: st, core: core, oc: oc, pc: pc,
+		cancel: cancel, done: make(chan struct{}), srv: srv, lis: lis,
+	}
+	r.conn = r.dial()
+	r.client = orchestratorv1.NewOrchestratorServiceClient(r.conn)
+	go func() {
+		defer close(r.done)
+		_ = core.Start(cctx)
+	}()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// dial opens a new client connection to the replica's control plane.
+func (r *replica) dial(opts ...grpc.DialOption) *grpc.ClientConn {
+	r.w.t.Helper()
+	opts = append([]grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return r.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}, opts...)
+	conn, err := grpc.NewClient("passthrough:///bufnet", opts...)
+	if err != nil {
+		r.w.t.Fatalf("grpc.NewClient: %v", err)
+	}
+	r.w.t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// stop shuts the replica down cleanly (revoking its store lease).
+func (r *replica) stop() { r.shutdown(true) }
+
+// crash stops the replica without releasing anything it holds in the
+// store, as a kill -9 would: its lease is left to expire.
+func (r *replica) crash() { r.shutdown(false) }
+
+func (r *replica) shutdown(clean bool) {
+	r.once.Do(func() {
+		r.srv.Stop()
+		_ = r.conn.Close()
+		r.cancel()
+		<-r.done
+		if clean {
+			_ = r.store.Close()
+		} else {
+			_ = r.store.Detach()
+		}
+		_ = r.oc.Close()
+		r.pc.CloseIdleConnections()
+	})
+}
+
+func splitHostPort(t testing.TB, addr string) (string, int) {
+	t.Helper()
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := net.LookupPort("tcp", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, port
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitSessions polls ListSessions until n sessions are in state.
+func (r *replica) waitSessions(ctx context.Context, t testing.TB, state orchestratorv1.SessionState, n int) []*orchestratorv1.Session {
+	t.Helper()
+	for {
+		resp, err := r.client.ListSessions(ctx, &orchestratorv1.ListSessionsRequest{States: []orchestratorv1.SessionState{state}, PageSize: 1000})
+		if err == nil && len(resp.GetSessions()) >= n {
+			return resp.GetSessions()
+		}
+		select {
+		case <-ctx.Done():
+			got := 0
+			if resp != nil {
+				got = len(resp.GetSessions())
+			}
+			t.Fatalf("waiting for %d sessions in %s: have %d (last error %v)", n, state, got, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// waitState polls GetSession until the session is in state.
+func (r *replica) waitState(ctx context.Context, t testing.TB, id string, state orchestratorv1.SessionState) *orchestratorv1.Session {
+	t.Helper()
+	var last *orchestratorv1.Session
+	for {
+		resp, err := r.client.GetSession(ctx, &orchestratorv1.GetSessionRequest{SessionId: id})
+		if err == nil {
+			last = resp.GetSession()
+			if last.GetState() == state {
+				return last
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("session %s: waiting for %s, last seen %s (%s)", id, state, last.GetState(), last.GetReason())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// liveOpenOBD counts live fake openOBD sessions for a ticket.
+func (w *world) liveOpenOBD(ticketID string) int {
+	n := 0
+	for _, s := range w.jf.OpenOBD.Sessions() {
+		if s.TicketID == ticketID && s.State.Live() {
+			n++
+		}
+	}
+	return n
+}
