@@ -231,17 +231,21 @@ func (o *Orchestrator) interrupt(ctx context.Context, id, actor, reason string) 
 	if !rec.State.Live() {
 		return rec, notLive(rec)
 	}
+	// Let go of the session first, so its monitor does not record the end
+	// that follows as openOBD's doing. Should openOBD fail to interrupt, the
+	// next pass re-attaches the still-live session.
+	o.dropLive(id, &InterruptedError{SessionID: id, Actor: actor, Reason: reason})
 	if rec.OpenOBD.SessionID != "" {
 		if _, err := o.openobd.InterruptSession(ctx, rec.OpenOBD.SessionID); err != nil {
 			switch connector.KindOf(err) {
 			case connector.KindInterrupted, connector.KindNotFound, connector.KindTerminal:
 				// Already over on openOBD: record it all the same.
 			default:
+				o.queue.Add(sessionPrefix + id)
 				return nil, fmt.Errorf("%w: openOBD interrupt: %w", ErrUnavailable, err)
 			}
 		}
 	}
-	o.dropLive(id, &InterruptedError{SessionID: id, Actor: actor, Reason: reason})
 	return o.transition(ctx, id, session.StateInterrupted, actor, reason, func(r *session.Record) {
 		r.OpenOBD.State = connector.StateInterrupted
 	})

@@ -198,7 +198,9 @@ func TestSetupDisabledInstallsNothing(t *testing.T) {
 	before := otel.GetTracerProvider()
 	shutdown, err := Setup(testContext(t), Config{
 		ServiceName: "orchestrator",
-		Getenv:      func(k string) string { return map[string]string{"OTEL_SDK_DISABLED": "TRUE", "OTEL_TRACES_EXPORTER": "console"}[k] },
+		Getenv: func(k string) string {
+			return map[string]string{"OTEL_SDK_DISABLED": "TRUE", "OTEL_TRACES_EXPORTER": "console"}[k]
+		},
 	})
 	if err != nil {
 		t.Fatalf("Setup = %v", err)
