@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/obdorch/obdorch/connector"
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 	"github.com/obdorch/obdorch/orchestrator/session"
@@ -107,6 +109,9 @@ func (o *Orchestrator) createRecord(ctx context.Context, t partner.Ticket, conne
 		return nil, false, storeErr(err)
 	}
 	o.logger(ctx).InfoContext(ctx, "session created", "session_id", rec.ID, "ticket_id", rec.TicketID, "connector_id", rec.ConnectorID)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		o.traceParents.Store(rec.ID, sc)
+	}
 	o.queue.Add(sessionPrefix + rec.ID)
 	return rec, true, nil
 }
@@ -175,6 +180,9 @@ func (o *Orchestrator) transition(ctx context.Context, id string, to session.Sta
 		return nil
 	})
 	if err == nil {
+		if to == session.StateReady || to.Final() {
+			o.traceParents.Delete(id)
+		}
 		o.logger(ctx).InfoContext(ctx, "session transition", "session_id", id, "state", to.String(), "actor", actor, "reason", reason)
 		if to == session.StateReady {
 			o.notifyReady()
@@ -521,10 +529,21 @@ func (o *Orchestrator) monitor(ctx context.Context, l *live) {
 				to = session.StateFailed
 			}
 			o.dropLive(l.id, &InterruptedError{SessionID: l.id, Actor: session.ActorOpenOBD, Reason: reason})
-			if _, terr := o.transition(wctx, l.id, to, session.ActorOpenOBD, reason, func(r *session.Record) {
+			_, terr := o.update(wctx, l.id, func(r *session.Record) error {
+				if r.State == session.StateFinishing {
+					return errSkip // finish in progress: the end is expected
+				}
+				if err := r.Transition(to, session.ActorOpenOBD, reason, o.cfg.Now()); err != nil {
+					return errSkip
+				}
 				r.OpenOBD.State = connector.StateInterrupted
-			}); terr != nil {
+				return nil
+			})
+			if terr != nil {
 				o.log.Warn("recording openOBD end failed", "session_id", l.id, "err", terr)
+			} else {
+				o.log.Info("session ended on the openOBD side", "session_id", l.id, "err", err)
+				o.traceParents.Delete(l.id)
 			}
 			cancel()
 			return

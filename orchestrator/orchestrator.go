@@ -20,6 +20,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/orchestrator/session"
 	"github.com/obdorch/obdorch/orchestrator/store"
@@ -91,8 +96,12 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// OnHealth is told whether intake is healthy (first pass done, Partner
-	// API reachable), with the reason when it is not.
+	// API reachable), with the reason when it is not. It is called on
+	// changes only.
 	OnHealth func(healthy bool, reason string)
+	// HealthThreshold is how long intake may keep failing before the
+	// orchestrator reports itself unhealthy (default 1 min).
+	HealthThreshold time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -114,6 +123,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.QueueWait, 10*time.Second)
 	setDur(&c.TesterPresentInterval, 2*time.Second)
 	setDur(&c.TicketCheckInterval, time.Minute)
+	setDur(&c.HealthThreshold, time.Minute)
 	if c.Workers <= 0 {
 		c.Workers = 64
 	}
@@ -151,6 +161,17 @@ type Orchestrator struct {
 	ready chan struct{}
 	// startAttempts counts failed starts per session id.
 	startAttempts map[string]int
+
+	// health tracks intake: whether it was last reported healthy and since
+	// when it has been failing.
+	healthMu     sync.Mutex
+	healthy      bool
+	healthKnown  bool
+	failingSince time.Time
+
+	// traceParents links the reconciles of a session started through the
+	// control plane to the caller's trace, until the session is READY.
+	traceParents sync.Map // session id -> trace.SpanContext
 
 	// ctx is the Start context: it owns every background goroutine.
 	ctx     context.Context
@@ -254,6 +275,12 @@ func (o *Orchestrator) reconcile(key string) {
 	defer cancel()
 	log := o.log.With("key", key, "reconcile_id", rid)
 	ctx = withLogger(ctx, log)
+	if sc, ok := o.traceParents.Load(strings.TrimPrefix(key, sessionPrefix)); ok {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc.(trace.SpanContext))
+	}
+	ctx, span := tracer.Start(ctx, "orchestrator.reconcile", trace.WithAttributes(
+		attribute.String("key", key), attribute.String("reconcile_id", rid)))
+	defer span.End()
 
 	err := func() (err error) {
 		defer func() {
@@ -272,6 +299,10 @@ func (o *Orchestrator) reconcile(key string) {
 		}
 		return fmt.Errorf("unknown key %q", key)
 	}()
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
 	switch {
 	case err == nil:
 		o.queue.Forget(key)
@@ -289,6 +320,8 @@ func (o *Orchestrator) reconcile(key string) {
 }
 
 var errReconcileTimeout = errors.New("reconcile timed out")
+
+var tracer = otel.Tracer("github.com/obdorch/obdorch/orchestrator")
 
 type loggerKey struct{}
 
@@ -314,7 +347,7 @@ func (o *Orchestrator) intakePass(ctx context.Context, first bool) {
 	for t, err := range o.partner.Tickets(ctx, f) {
 		if err != nil {
 			o.log.WarnContext(ctx, "intake pass failed", "err", err)
-			o.cfg.OnHealth(false, "Partner API: "+err.Error())
+			o.intakeHealth(err)
 			return
 		}
 		n++
@@ -326,10 +359,40 @@ func (o *Orchestrator) intakePass(ctx context.Context, first bool) {
 		o.queue.Add(sessionPrefix + id)
 	}
 	o.mu.Unlock()
-	o.cfg.OnHealth(true, "")
+	o.intakeHealth(nil)
 	if first {
 		o.log.InfoContext(ctx, "first intake pass done", "tickets", n)
 	}
+}
+
+// intakeHealth reports health changes: healthy after a good pass; unhealthy
+// before the first good pass, or once passes have failed for longer than
+// HealthThreshold.
+func (o *Orchestrator) intakeHealth(err error) {
+	o.healthMu.Lock()
+	now := o.cfg.Now()
+	healthy := err == nil
+	if err != nil {
+		if o.failingSince.IsZero() {
+			o.failingSince = now
+		}
+		if o.healthKnown && o.healthy && now.Sub(o.failingSince) < o.cfg.HealthThreshold {
+			healthy = true // a blip, not an outage
+		}
+	} else {
+		o.failingSince = time.Time{}
+	}
+	changed := !o.healthKnown || healthy != o.healthy
+	o.healthy, o.healthKnown = healthy, true
+	o.healthMu.Unlock()
+	if !changed {
+		return
+	}
+	reason := ""
+	if err != nil {
+		reason = "Partner API unreachable: " + err.Error()
+	}
+	o.cfg.OnHealth(healthy, reason)
 }
 
 // adoptAll queues every live record without a live owner, so this replica

@@ -330,14 +330,15 @@ func collect(ctx context.Context, t *testing.T, r *replica, start int64, n int) 
 }
 
 func TestStalledWatcherDoesNotSlowOthers(t *testing.T) {
-	const tickets = 60
+	const tickets = 150
 	w := newWorld(t, worldOptions{tickets: tickets})
 	r := w.startReplica("a", replicaOptions{svcOpts: controlplane.Options{WatchBuffer: 2}})
 	ctx := testCtx(t)
 	r.waitSessions(ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, tickets)
 
 	// The stalled watcher opens its stream and never reads. A fixed, small
-	// flow-control window makes its stream block after 64 KiB.
+	// flow-control window makes its stream block once the window and the
+	// server's write quota (64 KiB each) are full: 450 events are well past.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	slow := orchestratorv1.NewOrchestratorServiceClient(r.dial(

@@ -93,6 +93,11 @@ var envNames = map[string][]string{
 	"cluster-id":    {"OPENOBD_CLUSTER_ID"},
 }
 
+// envInlineTokens holds control-plane tokens inline ("token:role:name,..."),
+// for platforms that pass secrets as environment variables; --auth-tokens
+// (a file) wins when both are given.
+const envInlineTokens = "ORCHESTRATOR_TOKENS"
+
 func envName(flagName string) string {
 	return "ORCHESTRATOR_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/controlplane"
 	"github.com/obdorch/obdorch/orchestrator/store"
+	"github.com/obdorch/obdorch/orchestrator/telemetry"
 	"github.com/obdorch/obdorch/partner"
 )
 
@@ -55,21 +56,75 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	level, _ := parseLevel(cfg.logLevel)
-	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
-	if cfg.logFormat == "json" {
-		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	log := slog.New(telemetry.NewLogHandler(stderr, cfg.logFormat, level))
+	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "obdorch", Getenv: getenv, Console: stderr, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "orchestrator: telemetry: %v\n", err)
+		return 2
 	}
-	log := slog.New(handler)
-	if err := serve(ctx, cfg, log, stdout); err != nil {
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTelemetry(sctx); err != nil {
+			log.Warn("telemetry shutdown failed", "err", err)
+		}
+	}()
+	if err := serve(ctx, cfg, getenv, log, stdout); err != nil {
 		log.Error("orchestrator failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
+// serverOptions builds the control plane's transport security and auth
+// from the configuration.
+func serverOptions(cfg *config, getenv func(string) string, log *slog.Logger) (controlplane.ServerOptions, error) {
+	opts := controlplane.ServerOptions{Logger: log.With("component", "grpc")}
+	if cfg.tlsCert != "" {
+		creds, err := controlplane.ServerTLS(cfg.tlsCert, cfg.tlsKey, cfg.clientCA)
+		if err != nil {
+			return opts, fmt.Errorf("--tls-cert/--tls-key/--client-ca: %w", err)
+		}
+		opts.Credentials = creds
+	}
+	var (
+		tokens *controlplane.Tokens
+		err    error
+	)
+	switch inline := getenv(envInlineTokens); {
+	case cfg.authTokens != "":
+		f, ferr := os.Open(cfg.authTokens)
+		if ferr != nil {
+			return opts, fmt.Errorf("--auth-tokens: %w", ferr)
+		}
+		tokens, err = controlplane.LoadTokens(f)
+		f.Close()
+		if err != nil {
+			return opts, fmt.Errorf("--auth-tokens %s: %w", cfg.authTokens, err)
+		}
+	case inline != "":
+		if tokens, err = controlplane.ParseTokensEnv(inline); err != nil {
+			return opts, fmt.Errorf("%s: %w", envInlineTokens, err)
+		}
+	}
+	if tokens != nil {
+		unary, stream := controlplane.AuthInterceptors(tokens)
+		opts.Unary = append(opts.Unary, unary)
+		opts.Stream = append(opts.Stream, stream)
+		log.Info("control-plane authentication on", "tokens", tokens.Len())
+	} else {
+		log.Warn("control-plane authentication off: every caller is admin (give --auth-tokens)")
+	}
+	return opts, nil
+}
+
 // serve wires the parts, runs them until ctx ends and shuts them down in
 // order: health, control plane (graceful, then forced), reconciler, store.
-func serve(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+func serve(ctx context.Context, cfg *config, getenv func(string) string, log *slog.Logger, stdout io.Writer) error {
+	srvOpts, err := serverOptions(cfg, getenv, log)
+	if err != nil {
+		return err
+	}
 	if cfg.demo {
 		// The fake outlives the signal: it stops after the core, in order.
 		env, err := fakejifeline.Start(context.WithoutCancel(ctx), fakejifeline.Options{Tickets: cfg.demoTickets, Seed: 1})
@@ -169,7 +224,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer)
 		return err
 	}
 	svc := controlplane.NewService(core, controlplane.Options{Logger: log.With("component", "control-plane")})
-	srv = controlplane.NewServer(svc, controlplane.ServerOptions{Logger: log.With("component", "grpc")})
+	srv = controlplane.NewServer(svc, srvOpts)
 
 	coreCtx, stopCore := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCore()
@@ -192,7 +247,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer)
 	}
 
 	log.Info("shutting down", "grace", cfg.shutdownFor)
-	srv.SetServing(false)
+	srv.Health.Shutdown() // NOT_SERVING from now on, whatever intake says
 	svc.Drain()
 	stopped := make(chan struct{})
 	go func() {

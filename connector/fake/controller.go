@@ -31,6 +31,7 @@ func (c *controllerService) GetSessionControllerToken(ctx context.Context, req *
 	now := s.opts.Now()
 	s.sweepLocked(now, false)
 	s.controllerTokens[tok] = now.Add(s.opts.ControllerTokenValidity)
+	s.rememberLocked(tok)
 	s.mu.Unlock()
 	return &openobdv1.SessionControllerToken{Value: tok}, nil
 }
@@ -106,6 +107,7 @@ func (s *Server) start(ctx context.Context, t Target) (*openobdv1.SessionInfo, e
 	}
 	s.sessions[sess.id] = sess
 	s.authTokens[sess.authToken] = sess
+	s.rememberLocked(sess.authToken)
 	info := s.infoLocked(sess)
 	v := s.viewLocked(sess)
 	s.mu.Unlock()

@@ -114,6 +114,7 @@ type Server struct {
 	sessions         map[string]*session    // by id
 	authTokens       map[string]*session    // one-time token -> session
 	sessionTokens    map[string]*tokenEntry // session token -> entry
+	issued           []string               // recent tokens, for leak checks
 	connectors       map[string]*connector  // by connector key
 	lastSweep        time.Time
 }
@@ -604,8 +605,28 @@ func (s *Server) sessionAuth(ctx context.Context) (*session, error) {
 // issueTokenLocked creates a session token valid for TokenValidity.
 func (s *Server) issueTokenLocked(sess *session, now time.Time) string {
 	tok := rand.Text()
+	s.rememberLocked(tok)
 	s.sessionTokens[tok] = &tokenEntry{sess: sess, expires: now.Add(s.opts.TokenValidity)}
 	return tok
+}
+
+// maxIssued bounds the tokens IssuedTokens remembers.
+const maxIssued = 10000
+
+func (s *Server) rememberLocked(tok string) {
+	if len(s.issued) >= maxIssued {
+		s.issued = s.issued[1:]
+	}
+	s.issued = append(s.issued, tok)
+}
+
+// IssuedTokens returns the most recent controller, authentication and
+// session tokens the fake has issued (up to 10,000), so tests can check that
+// none of them leaks into logs or responses.
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // streamContext derives the context of a stream of sess: it ends when the

@@ -77,6 +77,7 @@ type Fake struct {
 	connectorOrder []string
 	connectorNames map[string]string // name to id
 	tokens         map[string]time.Time
+	issued         []string // recent access tokens, for leak checks
 	faults         Faults
 	hang           chan struct{} // closed to release hanging requests
 	requests       map[string]int
@@ -322,6 +323,18 @@ func (f *Fake) ResetRequests() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.requests)
+}
+
+// maxIssued bounds the tokens IssuedTokens remembers.
+const maxIssued = 10000
+
+// IssuedTokens returns the most recent access tokens the fake has issued (up
+// to 10,000), so tests can check that none of them leaks into logs or
+// responses.
+func (f *Fake) IssuedTokens() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.issued...)
 }
 
 // ExpireTokens makes every access token issued so far invalid, as if their hour had passed.

@@ -178,6 +178,10 @@ func (f *Fake) issueToken(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	maps.DeleteFunc(f.tokens, func(_ string, exp time.Time) bool { return !now.Before(exp) })
 	f.tokens[token] = now.Add(f.opts.TokenLifetime)
+	if len(f.issued) >= maxIssued {
+		f.issued = f.issued[1:]
+	}
+	f.issued = append(f.issued, token)
 	f.mu.Unlock()
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
