@@ -87,7 +87,8 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 	}
 	pc, err := partner.NewClient(partner.Config{
 		BaseURL: w.jf.PartnerURL, ClientID: w.jf.ClientID, ClientSecret: w.jf.ClientSecret, AllowTicketWrite: true,
-		Logger: quiet,
+		Logger: quiet, RetryInitialInterval: 10 * time.Millisecond, RetryMaxInterval: 50 * time.Millisecond,
+		MaxRetryElapsed: 500 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatalf("partner.NewClient: %v", err)

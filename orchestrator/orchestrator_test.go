@@ -19,6 +19,7 @@ import (
 	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/controlplane"
 	"github.com/obdorch/obdorch/partner"
+	"github.com/obdorch/obdorch/partner/partnertest"
 )
 
 func TestMain(m *testing.M) {
@@ -390,5 +391,51 @@ func vinRequest(acq *orchestratorv1.AcquireSessionResponse) *orchestratorv1.Send
 		SessionId: acq.GetSession().GetId(), LeaseId: acq.GetLeaseId(),
 		Channel: &orchestratorv1.Channel{BusName: "can0", RequestId: 0x7E0, ResponseId: 0x7E8},
 		Payload: []byte{0x22, 0xF1, 0x90},
+	}
+}
+
+// TestHealthFollowsPartnerAPIOutage proves intake health turns unhealthy
+// only when the Partner API stays unreachable beyond the threshold, names
+// the reason, and recovers.
+func TestHealthFollowsPartnerAPIOutage(t *testing.T) {
+	w := newWorld(t, worldOptions{tickets: 1})
+	type report struct {
+		healthy bool
+		reason  string
+	}
+	reports := make(chan report, 16)
+	cfg := orchestrator.Config{
+		HealthThreshold: 300 * time.Millisecond,
+		OnHealth:        func(h bool, reason string) { reports <- report{h, reason} },
+	}
+	w.startReplica("a", replicaOptions{cfg: cfg})
+	ctx := testCtx(t)
+	next := func() report {
+		t.Helper()
+		select {
+		case r := <-reports:
+			return r
+		case <-ctx.Done():
+			t.Fatal("no health report")
+			return report{}
+		}
+	}
+	if r := next(); !r.healthy {
+		t.Fatalf("first report = %+v, want healthy after the first intake pass", r)
+	}
+	if err := w.jf.Partner.SetFaults(partnertest.Faults{ServerErrors: -1, ServerErrorStatus: 503}); err != nil {
+		t.Fatal(err)
+	}
+	outage := time.Now()
+	r := next()
+	if r.healthy || !strings.Contains(r.reason, "Partner API") {
+		t.Fatalf("report during the outage = %+v, want unhealthy naming the Partner API", r)
+	}
+	if d := time.Since(outage); d < 300*time.Millisecond {
+		t.Errorf("unhealthy after %s, before the 300ms threshold", d)
+	}
+	w.jf.Partner.ClearFaults()
+	if r := next(); !r.healthy {
+		t.Fatalf("report after recovery = %+v, want healthy", r)
 	}
 }
