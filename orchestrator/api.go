@@ -454,11 +454,25 @@ func (o *Orchestrator) checkLease(ctx context.Context, id, leaseID string) (*liv
 	if l.ended != nil {
 		return nil, l.ended
 	}
-	if l.leaseID == "" || subtle.ConstantTimeCompare([]byte(l.leaseID), []byte(leaseID)) != 1 {
+	switch {
+	case l.leaseID == "" && leaseID == "":
+		// A READY session nobody holds: usable by hand, nothing to extend.
+		return l, nil
+	case l.leaseID == "":
+		return nil, fmt.Errorf("%w: lease %s… not found or expired (session %s)", ErrLeaseRequired, prefix(leaseID), id)
+	case subtle.ConstantTimeCompare([]byte(l.leaseID), []byte(leaseID)) != 1:
 		return nil, fmt.Errorf("%w (session %s)", ErrLeaseRequired, id)
 	}
 	l.leaseExpiry = o.cfg.Now().Add(l.leaseTTL)
 	return l, nil
+}
+
+// prefix shows the start of an id without giving it away.
+func prefix(id string) string {
+	if len(id) > 4 {
+		return id[:4]
+	}
+	return id
 }
 
 // expireLease ends a lease whose runner went silent.

@@ -35,7 +35,7 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 	if err := requireID("open.session_id", open.GetSessionId()); err != nil {
 		return err
 	}
-	if err := requireID("open.lease_id", open.GetLeaseId()); err != nil {
+	if err := optionalID("open.lease_id", open.GetLeaseId()); err != nil {
 		return err
 	}
 	spec, err := channelFromProto("open.channel", open.GetChannel())

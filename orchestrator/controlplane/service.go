@@ -251,7 +251,7 @@ func (s *Service) ConfigureBus(ctx context.Context, req *orchestratorv1.Configur
 	if err := requireID("session_id", req.GetSessionId()); err != nil {
 		return nil, err
 	}
-	if err := requireID("lease_id", req.GetLeaseId()); err != nil {
+	if err := optionalID("lease_id", req.GetLeaseId()); err != nil {
 		return nil, err
 	}
 	buses, err := busesFromProto(req.GetBuses())
@@ -270,7 +270,7 @@ func (s *Service) Send(ctx context.Context, req *orchestratorv1.SendRequest) (*o
 	if err := requireID("session_id", req.GetSessionId()); err != nil {
 		return nil, err
 	}
-	if err := requireID("lease_id", req.GetLeaseId()); err != nil {
+	if err := optionalID("lease_id", req.GetLeaseId()); err != nil {
 		return nil, err
 	}
 	ch, err := channelFromProto("channel", req.GetChannel())
@@ -293,7 +293,7 @@ func (s *Service) FinishSession(ctx context.Context, req *orchestratorv1.FinishS
 	if err := requireID("session_id", req.GetSessionId()); err != nil {
 		return nil, err
 	}
-	if err := requireID("lease_id", req.GetLeaseId()); err != nil {
+	if err := optionalID("lease_id", req.GetLeaseId()); err != nil {
 		return nil, err
 	}
 	if err := validateResult(req.GetResult()); err != nil {

@@ -2377,7 +2377,7 @@ type ConfigureBusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Orchestrator session id.
 	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// Lease id from AcquireSession.
+	// Lease id from AcquireSession; required while the session is leased (RUNNING).
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// One to four buses with unique names and pins.
 	Buses         []*Bus `protobuf:"bytes,3,rep,name=buses,proto3" json:"buses,omitempty"`
@@ -2574,7 +2574,7 @@ type OpenChannel struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Orchestrator session id.
 	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// Lease id from AcquireSession.
+	// Lease id from AcquireSession; required while the session is leased (RUNNING).
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// The ECU to talk to.
 	Channel       *Channel `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -3021,7 +3021,7 @@ type SendRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Orchestrator session id.
 	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// Lease id from AcquireSession.
+	// Lease id from AcquireSession; required while the session is leased (RUNNING).
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// The ECU to talk to.
 	Channel *Channel `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -3203,7 +3203,7 @@ type FinishSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Orchestrator session id.
 	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// Lease id from AcquireSession.
+	// Lease id from AcquireSession; required while the session is leased (RUNNING).
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// The result; at least one code.
 	Result        *FinishResult `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`

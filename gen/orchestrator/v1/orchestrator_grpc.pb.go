@@ -71,17 +71,20 @@ type OrchestratorServiceClient interface {
 	// with renew_lease_id.
 	AcquireSession(ctx context.Context, in *AcquireSessionRequest, opts ...grpc.CallOption) (*AcquireSessionResponse, error)
 	// ConfigureBus replaces the session's bus configuration (openOBD
-	// configureBus). Requires the session's lease.
+	// configureBus). Needs the lease id while the session is leased.
 	ConfigureBus(ctx context.Context, in *ConfigureBusRequest, opts ...grpc.CallOption) (*ConfigureBusResponse, error)
 	// Exchange relays UDS traffic on one ISO-TP channel. The first message must
 	// be `open`; every later message is a `request` answered by a `response`
-	// with the same correlation_id. Requires the session's lease.
+	// with the same correlation_id. Needs the lease id while the session is
+	// leased.
 	Exchange(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse], error)
 	// Send relays one UDS request and returns its response. A negative response
-	// is a successful call with `negative` set. Requires the session's lease.
+	// is a successful call with `negative` set. Needs the lease id while the
+	// session is leased; a READY session can be used without one (by hand).
 	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
 	// FinishSession reports the service result to openOBD, marks the ticket as
-	// processed and releases the session. Requires the session's lease.
+	// processed and releases the session. Needs the lease id while the session
+	// is leased.
 	FinishSession(ctx context.Context, in *FinishSessionRequest, opts ...grpc.CallOption) (*FinishSessionResponse, error)
 	// InterruptSession stops a live session with a reason. A runner holding it
 	// gets ABORTED with that reason.
@@ -259,17 +262,20 @@ type OrchestratorServiceServer interface {
 	// with renew_lease_id.
 	AcquireSession(context.Context, *AcquireSessionRequest) (*AcquireSessionResponse, error)
 	// ConfigureBus replaces the session's bus configuration (openOBD
-	// configureBus). Requires the session's lease.
+	// configureBus). Needs the lease id while the session is leased.
 	ConfigureBus(context.Context, *ConfigureBusRequest) (*ConfigureBusResponse, error)
 	// Exchange relays UDS traffic on one ISO-TP channel. The first message must
 	// be `open`; every later message is a `request` answered by a `response`
-	// with the same correlation_id. Requires the session's lease.
+	// with the same correlation_id. Needs the lease id while the session is
+	// leased.
 	Exchange(grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]) error
 	// Send relays one UDS request and returns its response. A negative response
-	// is a successful call with `negative` set. Requires the session's lease.
+	// is a successful call with `negative` set. Needs the lease id while the
+	// session is leased; a READY session can be used without one (by hand).
 	Send(context.Context, *SendRequest) (*SendResponse, error)
 	// FinishSession reports the service result to openOBD, marks the ticket as
-	// processed and releases the session. Requires the session's lease.
+	// processed and releases the session. Needs the lease id while the session
+	// is leased.
 	FinishSession(context.Context, *FinishSessionRequest) (*FinishSessionResponse, error)
 	// InterruptSession stops a live session with a reason. A runner holding it
 	// gets ABORTED with that reason.
