@@ -108,6 +108,7 @@ func (o *Orchestrator) createRecord(ctx context.Context, t partner.Ticket, conne
 	if err != nil {
 		return nil, false, storeErr(err)
 	}
+	o.metrics.transition(session.StateUnspecified, session.StatePending)
 	o.logger(ctx).InfoContext(ctx, "session created", "session_id", rec.ID, "ticket_id", rec.TicketID, "connector_id", rec.ConnectorID)
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		o.traceParents.Store(rec.ID, sc)
@@ -164,10 +165,12 @@ var errSkip = errors.New("nothing to write")
 
 // transition moves the record to state to (when allowed) and writes it.
 func (o *Orchestrator) transition(ctx context.Context, id string, to session.State, actor, reason string, also func(r *session.Record)) (*session.Record, error) {
+	var from session.State
 	rec, err := o.update(ctx, id, func(r *session.Record) error {
 		if r.State == to {
 			return errSkip
 		}
+		from = r.State
 		if err := r.Transition(to, actor, reason, o.cfg.Now()); err != nil {
 			if !r.State.Live() {
 				return notLive(r)
@@ -179,7 +182,8 @@ func (o *Orchestrator) transition(ctx context.Context, id string, to session.Sta
 		}
 		return nil
 	})
-	if err == nil {
+	if err == nil && from != session.StateUnspecified {
+		o.metrics.transition(from, to)
 		if to == session.StateReady || to.Final() {
 			o.traceParents.Delete(id)
 		}
@@ -529,10 +533,13 @@ func (o *Orchestrator) monitor(ctx context.Context, l *live) {
 				to = session.StateFailed
 			}
 			o.dropLive(l.id, &InterruptedError{SessionID: l.id, Actor: session.ActorOpenOBD, Reason: reason})
+			var from session.State
 			_, terr := o.update(wctx, l.id, func(r *session.Record) error {
+				from = session.StateUnspecified
 				if r.State == session.StateFinishing {
 					return errSkip // finish in progress: the end is expected
 				}
+				from = r.State
 				if err := r.Transition(to, session.ActorOpenOBD, reason, o.cfg.Now()); err != nil {
 					return errSkip
 				}
@@ -541,7 +548,8 @@ func (o *Orchestrator) monitor(ctx context.Context, l *live) {
 			})
 			if terr != nil {
 				o.log.Warn("recording openOBD end failed", "session_id", l.id, "err", terr)
-			} else {
+			} else if from != session.StateUnspecified {
+				o.metrics.transition(from, to)
 				o.log.Info("session ended on the openOBD side", "session_id", l.id, "err", err)
 				o.traceParents.Delete(l.id)
 			}

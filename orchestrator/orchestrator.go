@@ -153,6 +153,7 @@ type Orchestrator struct {
 	partner Partner
 	openobd OpenOBD
 	queue   *queue
+	metrics *metrics
 
 	mu    sync.Mutex
 	lives map[string]*live // sessions attached by this replica, by id
@@ -192,6 +193,7 @@ func New(cfg Config, st *store.Store, p Partner, o OpenOBD) (*Orchestrator, erro
 		partner:       p,
 		openobd:       o,
 		queue:         newQueue(cfg.RetryInitial, cfg.RetryMax),
+		metrics:       newMetrics(),
 		lives:         map[string]*live{},
 		ready:         make(chan struct{}),
 		startAttempts: map[string]int{},
@@ -305,16 +307,19 @@ func (o *Orchestrator) reconcile(key string) {
 	}
 	switch {
 	case err == nil:
+		o.metrics.reconciled("ok")
 		o.queue.Forget(key)
 	case o.ctx.Err() != nil:
 		// Shutting down: the next start picks the key up again.
 	default:
 		var rq *requeueError
 		if errors.As(err, &rq) || errors.Is(context.Cause(ctx), errReconcileTimeout) {
+			o.metrics.reconciled("retry")
 			d := o.queue.Retry(key)
 			log.Warn("reconcile failed, will retry", "err", err, "retry_in", d)
 			return
 		}
+		o.metrics.reconciled("error")
 		log.Error("reconcile failed", "err", err)
 	}
 }

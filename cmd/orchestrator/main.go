@@ -291,5 +291,8 @@ Try it with grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9
   grpcurl -plaintext %[1]s %[2]s/ListTickets
   grpcurl -plaintext -d '{"states":["SESSION_STATE_READY"]}' %[1]s %[2]s/ListSessions
   grpcurl -plaintext -d '{"start_revision":1}' %[1]s %[2]s/WatchSessions
+Read the VIN of a READY session (22 F1 90 to the engine ECU 0x7E0/0x7E8):
+  SESSION_ID=$(grpcurl -plaintext -d '{"states":["SESSION_STATE_READY"],"page_size":1}' %[1]s %[2]s/ListSessions | sed -n 's/^      "id": "\(.*\)",$/\1/p')
+  grpcurl -plaintext -d '{"session_id":"'$SESSION_ID'","channel":{"bus_name":"can0","request_id":2016,"response_id":2024},"payload":"IvGQ"}' %[1]s %[2]s/Send
 `, addr, svc)
 }
