@@ -55,17 +55,22 @@ func (o *Orchestrator) reconcileTicket(ctx context.Context, ticketID string) err
 	} else if ok {
 		return nil
 	}
-	t, err := o.partner.Ticket(ctx, ticketID)
-	if err != nil {
-		if errors.Is(err, partner.ErrNotFound) {
-			return nil
+	var t partner.Ticket
+	if listed, ok := o.listed.LoadAndDelete(ticketID); ok {
+		t = listed.(partner.Ticket) // as the intake pass just read it
+	} else {
+		var err error
+		if t, err = o.partner.Ticket(ctx, ticketID); err != nil {
+			if errors.Is(err, partner.ErrNotFound) {
+				return nil
+			}
+			return requeue(fmt.Errorf("read ticket: %w", err))
 		}
-		return requeue(fmt.Errorf("read ticket: %w", err))
 	}
 	if t.State != o.cfg.IntakeState {
 		return nil
 	}
-	_, _, err = o.create(ctx, t, "", o.store.Replica(), "ticket "+strconv.FormatInt(t.TicketNumber, 10)+" is "+string(t.State))
+	_, _, err := o.create(ctx, t, "", o.store.Replica(), "ticket "+strconv.FormatInt(t.TicketNumber, 10)+" is "+string(t.State))
 	var claimed *store.ClaimedError
 	if errors.As(err, &claimed) {
 		return nil
@@ -108,6 +113,7 @@ func (o *Orchestrator) createRecord(ctx context.Context, t partner.Ticket, conne
 	if err != nil {
 		return nil, false, storeErr(err)
 	}
+	o.created.Store(rec.ID, struct{}{})
 	o.metrics.transition(session.StateUnspecified, session.StatePending)
 	o.logger(ctx).InfoContext(ctx, "session created", "session_id", rec.ID, "ticket_id", rec.TicketID, "connector_id", rec.ConnectorID)
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
@@ -186,6 +192,7 @@ func (o *Orchestrator) transition(ctx context.Context, id string, to session.Sta
 		o.metrics.transition(from, to)
 		if to == session.StateReady || to.Final() {
 			o.traceParents.Delete(id)
+			o.created.Delete(id)
 		}
 		o.logger(ctx).InfoContext(ctx, "session transition", "session_id", id, "state", to.String(), "actor", actor, "reason", reason)
 		if to == session.StateReady {
@@ -222,8 +229,11 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) error {
 	if l := o.getLive(id); l != nil {
 		return o.checkLive(ctx, rec, l)
 	}
-	// Not attached here: take the session over if nobody holds it.
-	if err := o.store.Adopt(ctx, rec); err != nil {
+	// Not attached here: take the session over if nobody holds it (unless
+	// this process created it and holds its claims already).
+	if _, ours := o.created.Load(id); ours {
+		// Nothing to adopt.
+	} else if err := o.store.Adopt(ctx, rec); err != nil {
 		var claimed *store.ClaimedError
 		if errors.As(err, &claimed) || errors.Is(err, store.ErrConflict) {
 			return nil // another replica owns it, or it moved on

@@ -170,6 +170,14 @@ type Orchestrator struct {
 	healthKnown  bool
 	failingSince time.Time
 
+	// listed holds the tickets of the latest intake pass until their
+	// reconcile takes them, so a pass costs one list, not a read per ticket.
+	listed sync.Map // ticket id -> partner.Ticket
+
+	// created marks records this process created and still holds the claims
+	// of, until they are READY: they need no adoption.
+	created sync.Map // session id -> struct{}
+
 	// traceParents links the reconciles of a session started through the
 	// control plane to the caller's trace, until the session is READY.
 	traceParents sync.Map // session id -> trace.SpanContext
@@ -356,6 +364,7 @@ func (o *Orchestrator) intakePass(ctx context.Context, first bool) {
 			return
 		}
 		n++
+		o.listed.Store(t.ID, t)
 		o.queue.Add(ticketPrefix + t.ID)
 	}
 	// Live sessions of this replica are checked every pass too.
