@@ -440,6 +440,9 @@ func (o *Orchestrator) renewLease(ctx context.Context, req AcquireRequest) (Acqu
 func (o *Orchestrator) checkLease(ctx context.Context, id, leaseID string) (*live, error) {
 	l := o.getLive(id)
 	if l == nil {
+		if cause, ok := o.ending.Load(id); ok {
+			return nil, cause.(error)
+		}
 		rec, err := o.store.Get(ctx, id)
 		if err != nil {
 			return nil, storeErr(err)
@@ -528,6 +531,9 @@ func (o *Orchestrator) ConfigureBus(ctx context.Context, id, leaseID string, bus
 		return nil, relayErr(l, err)
 	}
 	// The connector dropped the old configuration: channels must reopen.
+	l.mu.Lock()
+	l.buses = busNames(buses)
+	l.mu.Unlock()
 	l.closeChannels(fmt.Errorf("%w: bus configuration replaced", ErrUnavailable))
 	return o.update(ctx, id, func(r *session.Record) error {
 		r.Buses = buses

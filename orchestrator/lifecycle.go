@@ -33,6 +33,8 @@ type live struct {
 	leaseID     string
 	leaseExpiry time.Time
 	leaseTTL    time.Duration
+	// buses are the configured bus names; channels must use one.
+	buses map[string]bool
 	// ended is set with the reason once the session is over.
 	ended           error
 	lastTicketCheck time.Time
@@ -194,6 +196,9 @@ func (o *Orchestrator) transition(ctx context.Context, id string, to session.Sta
 			o.traceParents.Delete(id)
 			o.created.Delete(id)
 		}
+		if to.Final() {
+			o.ending.Delete(id) // the record tells from now on
+		}
 		o.logger(ctx).InfoContext(ctx, "session transition", "session_id", id, "state", to.String(), "actor", actor, "reason", reason)
 		if to == session.StateReady {
 			o.notifyReady()
@@ -224,6 +229,7 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) error {
 	}
 	if !rec.State.Live() {
 		o.dropLive(id, notLive(rec))
+		o.ending.Delete(id)
 		return nil
 	}
 	if l := o.getLive(id); l != nil {
@@ -354,7 +360,7 @@ func (o *Orchestrator) attach(ctx context.Context, rec *session.Record) error {
 		_ = sess.Close()
 		return o.attachFailed(ctx, rec, "configure bus", err)
 	}
-	l := o.addLive(rec.ID, sess)
+	l := o.addLive(rec.ID, sess, o.cfg.DefaultBuses)
 	if _, err := o.transition(ctx, rec.ID, session.StateReady, o.store.Replica(), "attached and configured", func(r *session.Record) {
 		r.Buses = o.cfg.DefaultBuses
 	}); err != nil {
@@ -376,7 +382,7 @@ func (o *Orchestrator) resume(ctx context.Context, rec *session.Record) error {
 	if err != nil {
 		return o.attachFailed(ctx, rec, "re-attach", err)
 	}
-	l := o.addLive(rec.ID, sess)
+	l := o.addLive(rec.ID, sess, rec.Buses)
 	if rec.Lease != nil {
 		l.mu.Lock()
 		l.leaseID, l.leaseExpiry, l.leaseTTL = rec.Lease.ID, rec.Lease.ExpireAt, o.cfg.LeaseTTL
@@ -427,6 +433,14 @@ func (o *Orchestrator) fail(ctx context.Context, id, reason string) error {
 	return err
 }
 
+func busNames(buses []session.Bus) map[string]bool {
+	m := make(map[string]bool, len(buses))
+	for _, b := range buses {
+		m[b.Name] = true
+	}
+	return m
+}
+
 func infoOf(rec *session.Record) connector.SessionInfo {
 	return connector.SessionInfo{
 		ID: rec.OpenOBD.SessionID, State: rec.OpenOBD.State, CreatedAt: rec.OpenOBD.CreatedAt,
@@ -453,9 +467,10 @@ func (o *Orchestrator) tokenSaver(id string) func(string, time.Time) {
 	}
 }
 
-func (o *Orchestrator) addLive(id string, sess *connector.Session) *live {
+func (o *Orchestrator) addLive(id string, sess *connector.Session, buses []session.Bus) *live {
+	o.ending.Delete(id)
 	ctx, cancel := context.WithCancel(o.ctx)
-	l := &live{id: id, sess: sess, stop: cancel, channels: map[channelKey]*relayChannel{}, lastTicketCheck: o.cfg.Now()}
+	l := &live{id: id, sess: sess, stop: cancel, channels: map[channelKey]*relayChannel{}, lastTicketCheck: o.cfg.Now(), buses: busNames(buses)}
 	o.mu.Lock()
 	if old := o.lives[id]; old != nil {
 		o.mu.Unlock()
@@ -487,6 +502,8 @@ func (o *Orchestrator) dropLive(id string, cause error) {
 	delete(o.lives, id)
 	o.mu.Unlock()
 	if l != nil {
+		// Until the end is recorded, runners are told this cause.
+		o.ending.Store(id, cause)
 		l.close(cause)
 	}
 }
@@ -559,6 +576,7 @@ func (o *Orchestrator) monitor(ctx context.Context, l *live) {
 			if terr != nil {
 				o.log.Warn("recording openOBD end failed", "session_id", l.id, "err", terr)
 			} else if from != session.StateUnspecified {
+				o.ending.Delete(l.id)
 				o.metrics.transition(from, to)
 				o.log.Info("session ended on the openOBD side", "session_id", l.id, "err", err)
 				o.traceParents.Delete(l.id)

@@ -174,6 +174,10 @@ type Orchestrator struct {
 	// reconcile takes them, so a pass costs one list, not a read per ticket.
 	listed sync.Map // ticket id -> partner.Ticket
 
+	// ending holds why a session this replica let go of is ending, until
+	// the end is recorded.
+	ending sync.Map // session id -> error
+
 	// created marks records this process created and still holds the claims
 	// of, until they are READY: they need no adoption.
 	created sync.Map // session id -> struct{}

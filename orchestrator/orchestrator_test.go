@@ -285,7 +285,7 @@ func TestWatchResumesWithoutGapsOrDuplicates(t *testing.T) {
 }
 
 // collect reads a watch from start until n events arrived (n=0: until no
-// event comes for 300 ms).
+// event comes for a second).
 func collect(ctx context.Context, t *testing.T, r *replica, start int64, n int) []*orchestratorv1.WatchSessionsResponse {
 	t.Helper()
 	wctx, cancel := context.WithCancel(ctx)
@@ -320,7 +320,7 @@ func collect(ctx context.Context, t *testing.T, r *replica, start int64, n int) 
 			if n > 0 && len(out) == n {
 				return out
 			}
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(time.Second):
 			if n == 0 {
 				return out
 			}

@@ -45,6 +45,11 @@ type relayChannel struct {
 	spec *openobdv1.IsotpChannel
 	// turn admits one request at a time; waiting is bounded by QueueWait.
 	turn chan struct{}
+	// opening admits one (re)opener of the ISO-TP stream at a time. It is not
+	// mu, so that shutdown never waits for an opening that backs off.
+	opening chan struct{}
+	// done is closed when the channel closes; closed says why.
+	done chan struct{}
 
 	mu     sync.Mutex
 	iso    *connector.IsotpChannel
@@ -102,6 +107,14 @@ func (c *leasedChannel) Do(ctx context.Context, req Request) (Response, error) {
 	return c.rc.do(ctx, req)
 }
 
+// Done is closed when the channel can carry no more requests: the session
+// ended, the lease was lost or the buses were replaced. Err says which. A
+// stream relaying for a runner ends then, even while the runner is silent.
+func (c *leasedChannel) Done() <-chan struct{} { return c.rc.done }
+
+// Err returns why the channel closed, or nil while it is open.
+func (c *leasedChannel) Err() error { return c.rc.err() }
+
 // Close releases the handle; the channel stays open for later calls until
 // the session ends or its buses change.
 func (c *leasedChannel) Close() error { return nil }
@@ -117,6 +130,9 @@ func (l *live) channel(o *Orchestrator, ch Channel) (*relayChannel, error) {
 	if rc, ok := l.channels[k]; ok {
 		return rc, nil
 	}
+	if !l.buses[ch.BusName] {
+		return nil, invalid("channel.bus_name", "bus %q is not configured on this session (see its buses; ConfigureBus adds buses)", ch.BusName)
+	}
 	if len(l.channels) >= maxChannels {
 		return nil, fmt.Errorf("%w: %d channels already open on this session", ErrBusy, maxChannels)
 	}
@@ -128,7 +144,10 @@ func (l *live) channel(o *Orchestrator, ch Channel) (*relayChannel, error) {
 		p := openobdv1.Padding(ch.Padding)
 		spec.Padding = &p
 	}
-	rc := &relayChannel{o: o, l: l, spec: spec, turn: make(chan struct{}, 1)}
+	rc := &relayChannel{
+		o: o, l: l, spec: spec,
+		turn: make(chan struct{}, 1), opening: make(chan struct{}, 1), done: make(chan struct{}),
+	}
 	l.channels[k] = rc
 	return rc, nil
 }
@@ -148,25 +167,43 @@ func (l *live) closeChannels(cause error) {
 // stream returns the open ISO-TP stream, (re)opening it with jittered
 // backoff within ctx.
 func (c *relayChannel) stream(ctx context.Context) (*connector.IsotpChannel, error) {
+	select {
+	case c.opening <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.done:
+		return nil, c.err()
+	}
+	defer func() { <-c.opening }()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed != nil {
+		c.mu.Unlock()
 		return nil, c.closed
 	}
-	if c.iso != nil {
+	stale := c.iso
+	if stale != nil {
 		select {
-		case <-c.iso.Done():
+		case <-stale.Done():
 			c.iso = nil
 		default:
-			return c.iso, nil
+			c.mu.Unlock()
+			return stale, nil
 		}
 	}
+	c.mu.Unlock()
+	if stale != nil {
+		_ = stale.Close()
+	}
+
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(50*time.Millisecond),
 		backoff.WithMaxInterval(2*time.Second),
 		backoff.WithMaxElapsedTime(0),
 	)
 	iso, err := backoff.RetryWithData(func() (*connector.IsotpChannel, error) {
+		if err := c.err(); err != nil {
+			return nil, backoff.Permanent(err)
+		}
 		iso, err := c.l.sess.OpenIsotp(ctx, c.spec)
 		if err != nil && connector.KindOf(err) != connector.KindRetryable {
 			return nil, backoff.Permanent(err)
@@ -174,10 +211,29 @@ func (c *relayChannel) stream(ctx context.Context) (*connector.IsotpChannel, err
 		return iso, err
 	}, backoff.WithContext(b, ctx))
 	if err != nil {
+		if cerr := c.err(); cerr != nil {
+			return nil, cerr
+		}
 		return nil, relayErr(c.l, err)
 	}
+	c.mu.Lock()
+	if c.closed != nil {
+		// Shut down while opening: nobody else will close this stream.
+		err := c.closed
+		c.mu.Unlock()
+		_ = iso.Close()
+		return nil, err
+	}
 	c.iso = iso
+	c.mu.Unlock()
 	return iso, nil
+}
+
+// err returns why the channel closed, or nil while it is open.
+func (c *relayChannel) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // reset forgets a broken stream so the next request reopens it.
@@ -194,6 +250,7 @@ func (c *relayChannel) shutdown(cause error) {
 	c.mu.Lock()
 	if c.closed == nil {
 		c.closed = cause
+		close(c.done)
 	}
 	iso, stop := c.iso, c.testerStop
 	c.iso, c.testerStop = nil, nil
@@ -260,11 +317,14 @@ func (c *relayChannel) do(ctx context.Context, req Request) (Response, error) {
 			if connector.KindOf(err) == connector.KindInterrupted {
 				return resp, &InterruptedError{SessionID: c.l.id, Actor: session.ActorOpenOBD, Reason: err.Error()}
 			}
-			if idempotent && resp.Attempts < 2 {
+			if !idempotent {
+				return resp, fmt.Errorf("%w: openOBD stream broke; request % X was not re-sent (not idempotent): %w", ErrUnavailable, req.Payload, err)
+			}
+			if resp.Attempts < 2 {
 				c.o.log.Info("openOBD stream broke; re-sending idempotent request", "session_id", c.l.id, "sid", req.Payload[0])
 				continue
 			}
-			return resp, fmt.Errorf("%w: openOBD stream broke; request % X was not re-sent (not idempotent): %w", ErrUnavailable, req.Payload, err)
+			return resp, fmt.Errorf("%w: openOBD stream broke again; request % X was sent %d times: %w", ErrUnavailable, req.Payload, resp.Attempts, err)
 		}
 		return resp, relayErr(c.l, err)
 	}
@@ -330,24 +390,25 @@ func (c *relayChannel) stopTester() {
 	}
 }
 
-// testerPresent sends 3E 80 every interval. A ticker drops ticks it could
-// not deliver, so a stalled send never causes a burst afterwards.
+// testerPresent sends 3E 80 every interval, reopening the ISO-TP stream if
+// openOBD dropped it: the ECU must not fall back to its default session
+// while the runner is idle. A ticker drops ticks it could not deliver, so a
+// stalled send never causes a burst afterwards.
 func (c *relayChannel) testerPresent(ctx context.Context) {
-	t := time.NewTicker(c.o.cfg.TesterPresentInterval)
+	interval := c.o.cfg.TesterPresentInterval
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.mu.Lock()
-			iso := c.iso
-			c.mu.Unlock()
-			if iso == nil {
-				continue
+			sctx, cancel := context.WithTimeout(ctx, interval)
+			iso, err := c.stream(sctx)
+			if err == nil {
+				err = iso.Send(sctx, []byte{0x3E, 0x80})
 			}
-			sctx, cancel := context.WithTimeout(ctx, c.o.cfg.TesterPresentInterval)
-			if err := iso.Send(sctx, []byte{0x3E, 0x80}); err != nil && ctx.Err() == nil {
+			if err != nil && ctx.Err() == nil {
 				c.o.log.Debug("tester present failed", "session_id", c.l.id, "err", err)
 			}
 			cancel()

@@ -135,6 +135,11 @@ type Event struct {
 type RelayChannel interface {
 	// Do relays one request and waits for its response.
 	Do(ctx context.Context, req Request) (Response, error)
+	// Done is closed when the channel can carry no more requests (the
+	// session ended, the lease was lost, the buses were replaced); Err then
+	// says why.
+	Done() <-chan struct{}
+	Err() error
 	// Close releases the channel.
 	Close() error
 }

@@ -18,11 +18,15 @@ import (
 
 // Exchange implements OrchestratorService.
 //
-// Three parts share the stream: this handler's goroutine receives requests
-// into a bounded queue (ExchangeInFlight); one worker relays them in order on
-// the channel and sends each response. A runner that stops reading fills gRPC
-// flow control, then the queue, then blocks its own sends: memory stays
-// bounded. A send that stays blocked longer than StallTimeout ends the stream.
+// Three goroutines share the stream: a receiver reads requests into a
+// bounded queue (ExchangeInFlight); one worker relays them in order on the
+// channel and sends each response; this handler waits for the worker and
+// ends the stream. A runner that stops reading fills gRPC flow control, then
+// the queue, then blocks its own sends: memory stays bounded. A send that
+// stays blocked longer than StallTimeout ends the stream. The stream also
+// ends, without waiting for the runner's next request, when the channel
+// closes (session interrupted or ended, lease lost, buses replaced) and on
+// Drain. After a half-close the queued requests are still answered.
 func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) error {
 	first, err := stream.Recv()
 	if err != nil {
@@ -59,19 +63,34 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 	}
 
 	queue := make(chan *orchestratorv1.UdsRequest, s.opts.ExchangeInFlight)
-	var wg sync.WaitGroup
-	wg.Add(1)
+	stalled := make(chan struct{})
+	relayed := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		s.relay(ctx, cancel, ch, queue, stream)
+		defer close(relayed)
+		s.relay(ctx, cancel, stalled, ch, queue, stream)
 	}()
-
-	recvErr := s.receive(ctx, stream, queue)
-	close(queue)
-	if recvErr != nil {
-		cancel(recvErr)
+	// The receiver is not waited for: Recv returns only when the runner sends
+	// or the stream ends, and the stream ends when this handler returns.
+	go func() {
+		if err := s.receive(ctx, stream, queue); err != nil && !errors.Is(err, io.EOF) {
+			cancel(err)
+		}
+		close(queue) // after a half-close the relay answers what is queued
+	}()
+	closed := ch.Done()
+	for waiting := true; waiting; {
+		select {
+		case <-relayed:
+			waiting = false
+		case <-stalled:
+			// The relay is blocked in stream.Send by the runner's flow
+			// control; returning ends the stream, which releases it.
+			waiting = false
+		case <-closed:
+			closed = nil
+			cancel(ch.Err())
+		}
 	}
-	wg.Wait()
 
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		if errors.Is(cause, io.EOF) {
@@ -81,9 +100,6 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 			return cause
 		}
 		return toStatus(cause)
-	}
-	if recvErr != nil && !errors.Is(recvErr, io.EOF) {
-		return recvErr
 	}
 	return stream.Context().Err()
 }
@@ -109,13 +125,31 @@ func (s *Service) receive(ctx context.Context, stream grpc.BidiStreamingServer[o
 }
 
 // relay performs the queued requests in order and sends their responses.
-func (s *Service) relay(ctx context.Context, cancel context.CancelCauseFunc, ch orchestrator.RelayChannel, queue <-chan *orchestratorv1.UdsRequest, stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) {
+// It ends the stream (cancel) when the queue is closed and drained, on a
+// failure of the session, or when a send stays blocked for StallTimeout; in
+// that last case it closes stalled.
+func (s *Service) relay(ctx context.Context, cancel context.CancelCauseFunc, stalled chan<- struct{}, ch orchestrator.RelayChannel, queue <-chan *orchestratorv1.UdsRequest, stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) {
+	var once sync.Once
 	stall := time.AfterFunc(time.Hour, func() {
-		cancel(status.Errorf(codes.ResourceExhausted, "runner stalled: responses not read for %s", s.opts.StallTimeout))
+		once.Do(func() {
+			cancel(status.Errorf(codes.ResourceExhausted, "runner stalled: responses not read for %s", s.opts.StallTimeout))
+			close(stalled)
+		})
 	})
 	stall.Stop()
 	defer stall.Stop()
-	for req := range queue {
+	for {
+		var req *orchestratorv1.UdsRequest
+		select {
+		case r, ok := <-queue:
+			if !ok {
+				cancel(io.EOF)
+				return
+			}
+			req = r
+		case <-ctx.Done():
+			return
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -135,7 +169,6 @@ func (s *Service) relay(ctx context.Context, cancel context.CancelCauseFunc, ch 
 			return
 		}
 	}
-	cancel(io.EOF)
 }
 
 // do relays one request. Failures that concern only this request (timeout,

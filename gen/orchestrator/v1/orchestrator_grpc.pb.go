@@ -71,7 +71,9 @@ type OrchestratorServiceClient interface {
 	// with renew_lease_id.
 	AcquireSession(ctx context.Context, in *AcquireSessionRequest, opts ...grpc.CallOption) (*AcquireSessionResponse, error)
 	// ConfigureBus replaces the session's bus configuration (openOBD
-	// configureBus). Needs the lease id while the session is leased.
+	// configureBus). Needs the lease id while the session is leased. Open
+	// Exchange streams of the session end with UNAVAILABLE and must be
+	// reopened.
 	ConfigureBus(ctx context.Context, in *ConfigureBusRequest, opts ...grpc.CallOption) (*ConfigureBusResponse, error)
 	// Exchange relays UDS traffic on one ISO-TP channel. The first message must
 	// be `open`; every later message is a `request` answered by a `response`
@@ -262,7 +264,9 @@ type OrchestratorServiceServer interface {
 	// with renew_lease_id.
 	AcquireSession(context.Context, *AcquireSessionRequest) (*AcquireSessionResponse, error)
 	// ConfigureBus replaces the session's bus configuration (openOBD
-	// configureBus). Needs the lease id while the session is leased.
+	// configureBus). Needs the lease id while the session is leased. Open
+	// Exchange streams of the session end with UNAVAILABLE and must be
+	// reopened.
 	ConfigureBus(context.Context, *ConfigureBusRequest) (*ConfigureBusResponse, error)
 	// Exchange relays UDS traffic on one ISO-TP channel. The first message must
 	// be `open`; every later message is a `request` answered by a `response`
