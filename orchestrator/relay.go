@@ -200,7 +200,7 @@ func (c *relayChannel) stream(ctx context.Context) (*connector.IsotpChannel, err
 		backoff.WithMaxInterval(2*time.Second),
 		backoff.WithMaxElapsedTime(0),
 	)
-	iso, err := backoff.RetryWithData(func() (*connector.IsotpChannel, error) {
+	iso, err := backoff.RetryNotifyWithData(func() (*connector.IsotpChannel, error) {
 		if err := c.err(); err != nil {
 			return nil, backoff.Permanent(err)
 		}
@@ -209,7 +209,10 @@ func (c *relayChannel) stream(ctx context.Context) (*connector.IsotpChannel, err
 			return nil, backoff.Permanent(err)
 		}
 		return iso, err
-	}, backoff.WithContext(b, ctx))
+	}, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
+		c.o.metrics.retried(ctx, "reopen")
+		c.o.log.Debug("reopening openOBD stream", "session_id", c.l.id, "err", err, "retry_in", d)
+	})
 	if err != nil {
 		if cerr := c.err(); cerr != nil {
 			return nil, cerr
@@ -268,11 +271,40 @@ func (c *relayChannel) shutdown(cause error) {
 // the response. A broken stream is reopened; the request is re-sent only if
 // it is idempotent.
 func (c *relayChannel) do(ctx context.Context, req Request) (Response, error) {
+	resp, err := c.relay(ctx, req)
+	c.o.metrics.relayed(ctx, outcome(resp, err), resp)
+	return resp, err
+}
+
+// outcome names a relayed request's result for the metrics.
+func outcome(r Response, err error) string {
+	var interrupted *InterruptedError
+	switch {
+	case err == nil && r.Negative:
+		return "negative"
+	case err == nil:
+		return "positive"
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrBusy):
+		return "busy"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	case errors.As(err, &interrupted):
+		return "aborted"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "error"
+}
+
+func (c *relayChannel) relay(ctx context.Context, req Request) (Response, error) {
 	start := time.Now()
 	wait := time.NewTimer(c.o.cfg.QueueWait)
 	select {
 	case c.turn <- struct{}{}:
 		wait.Stop()
+		c.o.metrics.waited(ctx, time.Since(start))
 	case <-wait.C:
 		return Response{TotalTime: time.Since(start)}, fmt.Errorf("%w: waited %s for the channel", ErrBusy, c.o.cfg.QueueWait)
 	case <-ctx.Done():
@@ -322,6 +354,7 @@ func (c *relayChannel) do(ctx context.Context, req Request) (Response, error) {
 			}
 			if resp.Attempts < 2 {
 				c.o.log.Info("openOBD stream broke; re-sending idempotent request", "session_id", c.l.id, "sid", req.Payload[0])
+				c.o.metrics.retried(ctx, "resend")
 				continue
 			}
 			return resp, fmt.Errorf("%w: openOBD stream broke again; request % X was sent %d times: %w", ErrUnavailable, req.Payload, resp.Attempts, err)
