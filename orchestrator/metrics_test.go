@@ -1,0 +1,79 @@
+package orchestrator_test
+
+import (
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
+)
+
+// TestMetrics proves the core reports sessions by state and relayed
+// requests by outcome with their latency.
+func TestMetrics(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	prev := otel.GetMeterProvider()
+	otel.SetMeterProvider(provider)
+	t.Cleanup(func() {
+		otel.SetMeterProvider(prev)
+		_ = provider.Shutdown(t.Context())
+	})
+
+	w := newWorld(t, worldOptions{tickets: 2})
+	r := w.startReplica("a", replicaOptions{})
+	ctx := testCtx(t)
+	r.waitSessions(ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, 2)
+	acq, err := r.client.AcquireSession(ctx, &orchestratorv1.AcquireSessionRequest{Runner: "metrics"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := r.client.Send(ctx, vinRequest(acq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]map[string]int64{} // metric -> attribute value -> sum
+	histCount := map[string]uint64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					for _, kv := range p.Attributes.ToSlice() {
+						if sums[m.Name] == nil {
+							sums[m.Name] = map[string]int64{}
+						}
+						sums[m.Name][kv.Value.Emit()] += p.Value
+					}
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					histCount[m.Name] += p.Count
+				}
+			}
+		}
+	}
+	if got := sums["obdorch.sessions"]["READY"]; got != 1 {
+		t.Errorf("obdorch.sessions{state=READY} = %d, want 1", got)
+	}
+	if got := sums["obdorch.sessions"]["RUNNING"]; got != 1 {
+		t.Errorf("obdorch.sessions{state=RUNNING} = %d, want 1", got)
+	}
+	if got := sums["obdorch.relay.requests"]["positive"]; got != 3 {
+		t.Errorf("obdorch.relay.requests{outcome=positive} = %d, want 3", got)
+	}
+	if got := histCount["obdorch.relay.duration"]; got != 9 { // total, ecu and added per request
+		t.Errorf("obdorch.relay.duration has %d samples, want 9", got)
+	}
+	if sums["obdorch.reconciles"]["ok"] == 0 {
+		t.Error("no successful reconcile counted")
+	}
+}
