@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -268,6 +269,7 @@ func (o *Orchestrator) start(ctx context.Context, rec *session.Record) error {
 	} else {
 		info, err = o.openobd.StartSessionOnConnector(ctx, rec.ConnectorID)
 	}
+	o.observeOpenOBD(err)
 	if err != nil {
 		return o.startFailed(ctx, rec, err)
 	}
@@ -344,6 +346,7 @@ func (o *Orchestrator) interruptOrphans(ctx context.Context, rec *session.Record
 func (o *Orchestrator) attach(ctx context.Context, rec *session.Record) error {
 	info := infoOf(rec)
 	sess, err := o.openobd.Attach(ctx, info, connector.OnToken(o.tokenSaver(rec.ID)))
+	o.observeOpenOBD(err)
 	if err != nil {
 		return o.attachFailed(ctx, rec, "authenticate", err)
 	}
@@ -431,6 +434,17 @@ func (o *Orchestrator) fail(ctx context.Context, id, reason string) error {
 	o.mu.Unlock()
 	_, err := o.transition(ctx, id, session.StateFailed, o.store.Replica(), reason, nil)
 	return err
+}
+
+// observeOpenOBD feeds health: openOBD counts as unreachable while its calls
+// fail as retryable, except for "no free resources", which is capacity.
+func (o *Orchestrator) observeOpenOBD(err error) {
+	switch {
+	case err == nil:
+		o.health.observe(depOpenOBD, nil)
+	case connector.KindOf(err) == connector.KindRetryable && !strings.Contains(err.Error(), "free resources"):
+		o.health.observe(depOpenOBD, err)
+	}
 }
 
 func busNames(buses []session.Bus) map[string]bool {

@@ -95,12 +95,13 @@ type Config struct {
 	Logger              *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// OnHealth is told whether intake is healthy (first pass done, Partner
-	// API reachable), with the reason when it is not. It is called on
-	// changes only.
+	// OnHealth is told whether the orchestrator is healthy (first intake
+	// pass done; Partner API and openOBD reachable), with the reason when it
+	// is not. It is called on changes only.
 	OnHealth func(healthy bool, reason string)
-	// HealthThreshold is how long intake may keep failing before the
-	// orchestrator reports itself unhealthy (default 1 min).
+	// HealthThreshold is how long the Partner API or openOBD may stay
+	// unreachable before the orchestrator reports itself unhealthy (default
+	// 1 min).
 	HealthThreshold time.Duration
 }
 
@@ -163,12 +164,7 @@ type Orchestrator struct {
 	// startAttempts counts failed starts per session id.
 	startAttempts map[string]int
 
-	// health tracks intake: whether it was last reported healthy and since
-	// when it has been failing.
-	healthMu     sync.Mutex
-	healthy      bool
-	healthKnown  bool
-	failingSince time.Time
+	health *health
 
 	// listed holds the tickets of the latest intake pass until their
 	// reconcile takes them, so a pass costs one list, not a read per ticket.
@@ -206,6 +202,7 @@ func New(cfg Config, st *store.Store, p Partner, o OpenOBD) (*Orchestrator, erro
 		openobd:       o,
 		queue:         newQueue(cfg.RetryInitial, cfg.RetryMax),
 		metrics:       newMetrics(),
+		health:        newHealth(cfg.HealthThreshold, cfg.Now, cfg.OnHealth),
 		lives:         map[string]*live{},
 		ready:         make(chan struct{}),
 		startAttempts: map[string]int{},
@@ -364,7 +361,7 @@ func (o *Orchestrator) intakePass(ctx context.Context, first bool) {
 	for t, err := range o.partner.Tickets(ctx, f) {
 		if err != nil {
 			o.log.WarnContext(ctx, "intake pass failed", "err", err)
-			o.intakeHealth(err)
+			o.health.observe(depPartner, err)
 			return
 		}
 		n++
@@ -377,40 +374,11 @@ func (o *Orchestrator) intakePass(ctx context.Context, first bool) {
 		o.queue.Add(sessionPrefix + id)
 	}
 	o.mu.Unlock()
-	o.intakeHealth(nil)
+	o.health.observe(depPartner, nil)
+	o.health.intakeDone()
 	if first {
 		o.log.InfoContext(ctx, "first intake pass done", "tickets", n)
 	}
-}
-
-// intakeHealth reports health changes: healthy after a good pass; unhealthy
-// before the first good pass, or once passes have failed for longer than
-// HealthThreshold.
-func (o *Orchestrator) intakeHealth(err error) {
-	o.healthMu.Lock()
-	now := o.cfg.Now()
-	healthy := err == nil
-	if err != nil {
-		if o.failingSince.IsZero() {
-			o.failingSince = now
-		}
-		if o.healthKnown && o.healthy && now.Sub(o.failingSince) < o.cfg.HealthThreshold {
-			healthy = true // a blip, not an outage
-		}
-	} else {
-		o.failingSince = time.Time{}
-	}
-	changed := !o.healthKnown || healthy != o.healthy
-	o.healthy, o.healthKnown = healthy, true
-	o.healthMu.Unlock()
-	if !changed {
-		return
-	}
-	reason := ""
-	if err != nil {
-		reason = "Partner API unreachable: " + err.Error()
-	}
-	o.cfg.OnHealth(healthy, reason)
 }
 
 // adoptAll queues every live record without a live owner, so this replica

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -293,8 +294,36 @@ func TestFullRunLeaksNoSecret(t *testing.T) {
 	}
 	// The console trace exporter shows the StartSession call and the
 	// openOBD calls it caused in one trace.
-	if !strings.Contains(printed, "orchestrator.v1.OrchestratorService/StartSession") || !strings.Contains(printed, "openOBD.v1.sessionController/startSessionOnTicket") {
-		t.Errorf("console traces lack the StartSession or startSessionOnTicket spans")
+	traces := map[string]map[string]bool{} // trace id -> span names
+	for _, line := range strings.Split(printed, "\n") {
+		var span struct {
+			Name        string
+			SpanContext struct{ TraceID string }
+		}
+		if !strings.HasPrefix(line, `{"Name":`) || json.Unmarshal([]byte(line), &span) != nil {
+			continue
+		}
+		if traces[span.SpanContext.TraceID] == nil {
+			traces[span.SpanContext.TraceID] = map[string]bool{}
+		}
+		traces[span.SpanContext.TraceID][span.Name] = true
+	}
+	want := []string{
+		"orchestrator.v1.OrchestratorService/StartSession",
+		"openOBD.v1.sessionController/startSessionOnTicket",
+		"openOBD.v1.session/authenticate",
+		"openOBD.v1.config/configureBus",
+	}
+	found := false
+	for _, names := range traces {
+		all := true
+		for _, n := range want {
+			all = all && names[n]
+		}
+		found = found || all
+	}
+	if !found {
+		t.Errorf("no trace holds all of %v (%d traces printed)", want, len(traces))
 	}
 }
 
