@@ -550,11 +550,8 @@ func (o *Orchestrator) detachAll() {
 }
 
 // monitor watches an attached session: an end on the openOBD side becomes
-// INTERRUPTED (or FAILED) with the reason; an expired runner lease returns
-// the session to READY.
+// INTERRUPTED (or FAILED) with the reason.
 func (o *Orchestrator) monitor(ctx context.Context, l *live) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -597,8 +594,6 @@ func (o *Orchestrator) monitor(ctx context.Context, l *live) {
 			}
 			cancel()
 			return
-		case <-tick.C:
-			o.expireLease(ctx, l)
 		}
 	}
 }

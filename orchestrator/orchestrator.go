@@ -226,6 +226,12 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		}()
 	}
 
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.sweepLeases(ctx)
+	}()
+
 	// Adopt what a previous incarnation left behind before taking new work.
 	o.adoptAll(ctx)
 	o.intakePass(ctx, true)
@@ -248,6 +254,32 @@ loop:
 	o.log.Info("orchestrator stopped")
 	return nil
 }
+
+// sweepLeases ends the leases of runners that went silent, once a second
+// for all sessions.
+func (o *Orchestrator) sweepLeases(ctx context.Context) {
+	t := time.NewTicker(leaseSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			o.mu.Lock()
+			lives := make([]*live, 0, len(o.lives))
+			for _, l := range o.lives {
+				lives = append(lives, l)
+			}
+			o.mu.Unlock()
+			for _, l := range lives {
+				o.expireLease(ctx, l)
+			}
+		}
+	}
+}
+
+// leaseSweep is how often expired leases are looked for.
+const leaseSweep = 100 * time.Millisecond
 
 // Resync asks for an intake pass now.
 func (o *Orchestrator) Resync() { o.queue.Add(keyIntake) }
