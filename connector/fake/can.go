@@ -27,14 +27,10 @@ var _ openobdv1.CanServer = (*canService)(nil)
 
 func (c *canService) OpenIsotpStream(stream grpc.BidiStreamingServer[openobdv1.IsotpMessage, openobdv1.IsotpMessage]) error {
 	s := c.s
-	if err := s.enter(stream.Context(), openobdv1.Can_OpenIsotpStream_FullMethodName); err != nil {
-		return err
-	}
-	sess, err := s.sessionAuth(stream.Context())
+	sess, ctx, done, err := s.openStream(stream.Context(), openobdv1.Can_OpenIsotpStream_FullMethodName)
 	if err != nil {
 		return err
 	}
-	ctx, done := s.streamContext(stream.Context(), sess)
 	defer done()
 	msgs, errc := receive(ctx, stream.Recv)
 	for {

@@ -24,14 +24,10 @@ var _ openobdv1.ConfigServer = (*configService)(nil)
 
 func (c *configService) ConfigureBus(stream grpc.ClientStreamingServer[openobdv1.BusConfiguration, openobdv1.EmptyMessage]) error {
 	s := c.s
-	if err := s.enter(stream.Context(), openobdv1.Config_ConfigureBus_FullMethodName); err != nil {
-		return err
-	}
-	sess, err := s.sessionAuth(stream.Context())
+	sess, ctx, done, err := s.openStream(stream.Context(), openobdv1.Config_ConfigureBus_FullMethodName)
 	if err != nil {
 		return err
 	}
-	ctx, done := s.streamContext(stream.Context(), sess)
 	defer done()
 	msgs, errc := receive(ctx, stream.Recv)
 	v := newBusValidator()

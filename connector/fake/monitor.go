@@ -34,14 +34,10 @@ func (m *monitorService) GetConnectorInformation(ctx context.Context, _ *openobd
 
 func (m *monitorService) OpenConnectorInformationStream(_ *openobdv1.EmptyMessage, stream grpc.ServerStreamingServer[openobdv1.ConnectorInformation]) error {
 	s := m.s
-	if err := s.enter(stream.Context(), openobdv1.ConnectionMonitor_OpenConnectorInformationStream_FullMethodName); err != nil {
-		return err
-	}
-	sess, err := s.sessionAuth(stream.Context())
+	sess, ctx, done, err := s.openStream(stream.Context(), openobdv1.ConnectionMonitor_OpenConnectorInformationStream_FullMethodName)
 	if err != nil {
 		return err
 	}
-	ctx, done := s.streamContext(stream.Context(), sess)
 	defer done()
 	return every(ctx, s.opts.InfoPeriod, true, func() error {
 		return stream.Send(s.connectorInfo(sess))

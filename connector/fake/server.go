@@ -629,6 +629,21 @@ func (s *Server) IssuedTokens() []string {
 	return append([]string(nil), s.issued...)
 }
 
+// openStream admits a session-scoped stream: the call passes the faults and
+// the session token check, and gets the stream's context (see
+// streamContext) and its release function.
+func (s *Server) openStream(parent context.Context, method string) (*session, context.Context, func(), error) {
+	if err := s.enter(parent, method); err != nil {
+		return nil, nil, nil, err
+	}
+	sess, err := s.sessionAuth(parent)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, done := s.streamContext(parent, sess)
+	return sess, ctx, done, nil
+}
+
 // streamContext derives the context of a stream of sess: it ends when the
 // client goes away, when the session ends and when its streams are dropped;
 // streamErr gives the status to return.

@@ -57,14 +57,10 @@ func (ss *sessionService) Authenticate(ctx context.Context, _ *openobdv1.EmptyMe
 
 func (ss *sessionService) OpenSessionTokenStream(_ *openobdv1.EmptyMessage, stream grpc.ServerStreamingServer[openobdv1.SessionToken]) error {
 	s := ss.s
-	if err := s.enter(stream.Context(), openobdv1.Session_OpenSessionTokenStream_FullMethodName); err != nil {
-		return err
-	}
-	sess, err := s.sessionAuth(stream.Context())
+	sess, ctx, done, err := s.openStream(stream.Context(), openobdv1.Session_OpenSessionTokenStream_FullMethodName)
 	if err != nil {
 		return err
 	}
-	ctx, done := s.streamContext(stream.Context(), sess)
 	defer done()
 	return every(ctx, s.opts.TokenRotation, false, func() error {
 		s.mu.Lock()
