@@ -39,10 +39,14 @@ func newQueue(initial, max time.Duration) *queue {
 	return q
 }
 
-// Add queues key unless it is already queued.
+// Add queues key unless it is already queued or waiting out a retry
+// backoff: a level-triggered pass must not cut a backoff short.
 func (q *queue) Add(key string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if _, waiting := q.timers[key]; waiting {
+		return
+	}
 	q.addLocked(key)
 }
 
@@ -134,7 +138,9 @@ func (q *queue) Done(key string) {
 	delete(q.processing, key)
 	if q.dirty[key] {
 		delete(q.dirty, key)
-		q.addLocked(key)
+		if _, waiting := q.timers[key]; !waiting {
+			q.addLocked(key)
+		}
 	}
 }
 

@@ -85,3 +85,22 @@ func TestQueueRetryBackoffAndForget(t *testing.T) {
 		t.Errorf("Retry after Forget = %s, want about the initial 10ms", d)
 	}
 }
+
+func TestQueueAddDoesNotCutBackoffShort(t *testing.T) {
+	q := newQueue(time.Hour, time.Hour)
+	defer q.Close()
+	q.Retry("k") // waits an hour (with jitter)
+	q.Add("k")
+	if got := q.Len(); got != 0 {
+		t.Fatalf("Len() after Add during a backoff = %d, want 0", got)
+	}
+	// A key marked dirty while processing does not jump its backoff either.
+	q.Add("j")
+	k, _ := q.Get()
+	q.Add(k)
+	q.Retry(k)
+	q.Done(k)
+	if got := q.Len(); got != 0 {
+		t.Errorf("Len() after Done of a dirty key in backoff = %d, want 0", got)
+	}
+}

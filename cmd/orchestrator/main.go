@@ -248,6 +248,9 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 
 	log.Info("shutting down", "grace", cfg.shutdownFor)
 	srv.Health.Shutdown() // NOT_SERVING from now on, whatever intake says
+	// Let health watchers (load balancers) hear it before the streams end,
+	// so runners resuming their streams are sent elsewhere.
+	time.Sleep(min(healthDrainDelay, cfg.shutdownFor/4))
 	svc.Drain()
 	stopped := make(chan struct{})
 	go func() {
@@ -268,6 +271,10 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 	log.Info("stopped")
 	return runErr
 }
+
+// healthDrainDelay is the pause between announcing NOT_SERVING and ending
+// the long-lived streams on shutdown.
+const healthDrainDelay = 250 * time.Millisecond
 
 func splitList(s string) []string {
 	var out []string

@@ -244,8 +244,9 @@ type Verdict struct {
 }
 
 // Match classifies response against request. A response answers a request
-// when it starts with the request's SID + 0x40 (positive), or when it is
-// exactly the three bytes 7F <SID> <NRC> (negative). Everything else,
+// when it starts with the request's SID + 0x40 and echoes what ISO 14229-1
+// says that service echoes (positive; see echoes), or when it is exactly the
+// three bytes 7F <SID> <NRC> (negative). Everything else,
 // including a 7F response of another length, is a stray. An empty request
 // or response, or a request whose first byte is itself a response SID, never
 // matches.
@@ -259,11 +260,51 @@ func Match(request, response []byte) Verdict {
 	}
 	switch {
 	case response[0] == sid+PositiveResponseOffset:
+		if !echoes(request, response) {
+			return Verdict{}
+		}
 		return Verdict{Outcome: Positive}
 	case response[0] == byte(NegativeResponse) && len(response) == 3 && response[1] == sid:
 		return Verdict{Outcome: Negative, NRC: NRC(response[2])}
 	}
 	return Verdict{}
+}
+
+// echoes reports whether a positive response repeats the request parameters
+// its service echoes, so that a late answer to an earlier request of the
+// same service is not taken for the answer to this one: the data identifier
+// of 0x22 (first one) and 0x2E, the sub-function and routine identifier of
+// 0x31, the sub-function of 0x10, 0x11, 0x19, 0x27, 0x28, 0x3E and 0x85
+// (without its suppress bit; a bare SID is accepted there). Other services, and requests too short to
+// carry the parameter, match on the service id alone.
+func echoes(request, response []byte) bool {
+	n := 0
+	switch SID(request[0]) {
+	case ReadDataByIdentifier, WriteDataByIdentifier:
+		n = 2
+	case RoutineControl:
+		n = 3
+	case DiagnosticSessionControl, ECUReset, ReadDTCInformation, SecurityAccess,
+		CommunicationControl, TesterPresent, ControlDTCSetting:
+		if len(request) < 2 {
+			return true
+		}
+		return len(response) < 2 || response[1]&0x7F == request[1]&0x7F
+	default:
+		return true
+	}
+	if len(request) < 1+n {
+		return true
+	}
+	if len(response) < 1+n {
+		return false
+	}
+	for i := 1; i <= n; i++ {
+		if response[i] != request[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // NegativeResponseError is a negative response (7F <SID> <NRC>) to a request.
