@@ -147,13 +147,16 @@ func (o *Orchestrator) update(ctx context.Context, id string, fn func(r *session
 		if err != nil {
 			return nil, storeErr(err)
 		}
+		before := rec.UpdatedAt
 		if err := fn(rec); err != nil {
 			if errors.Is(err, errSkip) {
 				return rec, nil
 			}
 			return rec, err
 		}
-		rec.UpdatedAt = o.cfg.Now()
+		if rec.UpdatedAt.Equal(before) { // a transition sets its own time
+			rec.UpdatedAt = o.cfg.Now()
+		}
 		err = o.store.Update(ctx, rec)
 		switch {
 		case err == nil:

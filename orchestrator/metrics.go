@@ -53,17 +53,48 @@ func newMetrics() *metrics {
 func (m *metrics) transition(from, to session.State) {
 	ctx := context.Background()
 	if from != session.StateUnspecified {
-		m.sessions.Add(ctx, -1, metric.WithAttributes(attribute.String("state", from.String())))
+		m.sessions.Add(ctx, -1, stateAttrs[from])
 	}
-	m.sessions.Add(ctx, 1, metric.WithAttributes(attribute.String("state", to.String())))
+	m.sessions.Add(ctx, 1, stateAttrs[to])
 }
 
+// The attribute sets are built once: recording on the relay's hot path
+// then allocates nothing for them.
+var (
+	stateAttrs = func() map[session.State]metric.MeasurementOption {
+		m := map[session.State]metric.MeasurementOption{}
+		for s := session.StatePending; s <= session.StateInterrupted; s++ {
+			m[s] = metric.WithAttributeSet(attribute.NewSet(attribute.String("state", s.String())))
+		}
+		return m
+	}()
+	outcomeAttrs = func() map[string]metric.MeasurementOption {
+		m := map[string]metric.MeasurementOption{}
+		for _, o := range []string{"positive", "negative", "timeout", "busy", "unavailable", "aborted", "canceled", "error"} {
+			m[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
+		}
+		return m
+	}()
+	partTotal = metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "total")))
+	partECU   = metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "ecu")))
+	partAdded = metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "added")))
+	kindAttrs = map[string]metric.MeasurementOption{
+		"resend": metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "resend"))),
+		"reopen": metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "reopen"))),
+	}
+	resultAttrs = map[string]metric.MeasurementOption{
+		"ok":    metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok"))),
+		"retry": metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "retry"))),
+		"error": metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "error"))),
+	}
+)
+
 func (m *metrics) relayed(ctx context.Context, outcome string, r Response) {
-	m.requests.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	m.requests.Add(ctx, 1, outcomeAttrs[outcome])
 	if r.TotalTime > 0 {
-		m.relayTime.Record(ctx, r.TotalTime.Seconds(), metric.WithAttributes(attribute.String("part", "total")))
-		m.relayTime.Record(ctx, r.ECUTime.Seconds(), metric.WithAttributes(attribute.String("part", "ecu")))
-		m.relayTime.Record(ctx, (r.TotalTime - r.ECUTime).Seconds(), metric.WithAttributes(attribute.String("part", "added")))
+		m.relayTime.Record(ctx, r.TotalTime.Seconds(), partTotal)
+		m.relayTime.Record(ctx, r.ECUTime.Seconds(), partECU)
+		m.relayTime.Record(ctx, (r.TotalTime - r.ECUTime).Seconds(), partAdded)
 	}
 }
 
@@ -72,9 +103,9 @@ func (m *metrics) waited(ctx context.Context, d time.Duration) {
 }
 
 func (m *metrics) retried(ctx context.Context, kind string) {
-	m.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+	m.retries.Add(ctx, 1, kindAttrs[kind])
 }
 
 func (m *metrics) reconciled(result string) {
-	m.reconciles.Add(context.Background(), 1, metric.WithAttributes(attribute.String("result", result)))
+	m.reconciles.Add(context.Background(), 1, resultAttrs[result])
 }

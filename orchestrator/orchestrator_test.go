@@ -266,10 +266,22 @@ func TestWatchResumesWithoutGapsOrDuplicates(t *testing.T) {
 	if len(all) < 9 {
 		t.Fatalf("watch from revision 1 gave %d events, want at least 9 (3 sessions x 3 transitions)", len(all))
 	}
+	transitions := 0
 	for i := 1; i < len(all); i++ {
 		if all[i].GetRevision() <= all[i-1].GetRevision() {
 			t.Fatalf("revisions out of order: %d after %d", all[i].GetRevision(), all[i-1].GetRevision())
 		}
+	}
+	for _, ev := range all {
+		if tr := ev.GetTransition(); tr != nil {
+			transitions++
+			if tr.GetTo() != ev.GetSession().GetState() {
+				t.Errorf("event at revision %d: transition to %s on a session in %s", ev.GetRevision(), tr.GetTo(), ev.GetSession().GetState())
+			}
+		}
+	}
+	if transitions < 9 {
+		t.Errorf("%d events carry their transition, want at least 9 (3 sessions x PENDING, STARTING, READY)", transitions)
 	}
 	// Resume from the middle: exactly the events after the cut.
 	cut := len(all) / 2

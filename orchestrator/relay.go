@@ -300,16 +300,8 @@ func outcome(r Response, err error) string {
 
 func (c *relayChannel) relay(ctx context.Context, req Request) (Response, error) {
 	start := time.Now()
-	wait := time.NewTimer(c.o.cfg.QueueWait)
-	select {
-	case c.turn <- struct{}{}:
-		wait.Stop()
-		c.o.metrics.waited(ctx, time.Since(start))
-	case <-wait.C:
-		return Response{TotalTime: time.Since(start)}, fmt.Errorf("%w: waited %s for the channel", ErrBusy, c.o.cfg.QueueWait)
-	case <-ctx.Done():
-		wait.Stop()
-		return Response{}, ctx.Err()
+	if err := c.takeTurn(ctx, start); err != nil {
+		return Response{TotalTime: time.Since(start)}, err
 	}
 	defer func() { <-c.turn }()
 
@@ -360,6 +352,28 @@ func (c *relayChannel) relay(ctx context.Context, req Request) (Response, error)
 			return resp, fmt.Errorf("%w: openOBD stream broke again; request % X was sent %d times: %w", ErrUnavailable, req.Payload, resp.Attempts, err)
 		}
 		return resp, relayErr(c.l, err)
+	}
+}
+
+// takeTurn waits (at most QueueWait) until no other request is outstanding
+// on the channel. The common case, a free channel, costs no timer.
+func (c *relayChannel) takeTurn(ctx context.Context, start time.Time) error {
+	select {
+	case c.turn <- struct{}{}:
+		c.o.metrics.waited(ctx, 0)
+		return nil
+	default:
+	}
+	wait := time.NewTimer(c.o.cfg.QueueWait)
+	defer wait.Stop()
+	select {
+	case c.turn <- struct{}{}:
+		c.o.metrics.waited(ctx, time.Since(start))
+		return nil
+	case <-wait.C:
+		return fmt.Errorf("%w: waited %s for the channel", ErrBusy, c.o.cfg.QueueWait)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
