@@ -176,8 +176,12 @@ func (o *Orchestrator) lookupTicket(ctx context.Context, idOrNumber string) (par
 	return t, nil
 }
 
-// GetSession returns one record.
+// GetSession returns one record: a live one from the cache, an ended one
+// from the store.
 func (o *Orchestrator) GetSession(ctx context.Context, id string) (*session.Record, error) {
+	if rec, ok := o.records.get(id); ok {
+		return rec, nil
+	}
 	rec, err := o.store.Get(ctx, id)
 	return rec, storeErr(err)
 }
@@ -367,13 +371,13 @@ func (o *Orchestrator) tryAcquire(ctx context.Context, req AcquireRequest) (Acqu
 	}
 	o.mu.Unlock()
 	for _, id := range candidates {
-		rec, err := o.store.Get(ctx, id)
-		if err != nil || rec.State != session.StateReady || !matchAcquire(rec, req) {
+		rec, ok := o.records.get(id) // the transition below re-reads and checks
+		if !ok || rec.State != session.StateReady || !matchAcquire(rec, req) {
 			continue
 		}
 		leaseID := newID()
 		expire := o.cfg.Now().Add(req.TTL)
-		rec, err = o.transition(ctx, id, session.StateRunning, req.Runner, "acquired by "+req.Runner, func(r *session.Record) {
+		rec, err := o.transition(ctx, id, session.StateRunning, req.Runner, "acquired by "+req.Runner, func(r *session.Record) {
 			r.Lease = &session.Lease{ID: leaseID, Holder: req.Runner, ExpireAt: expire}
 		})
 		if err != nil {

@@ -105,6 +105,9 @@ func (o *Orchestrator) createRecord(ctx context.Context, t partner.Ticket, conne
 		rec.ConnectorID = connectorID
 	}
 	err := o.store.Create(ctx, rec)
+	if err == nil {
+		o.records.put(rec)
+	}
 	var claimed *store.ClaimedError
 	if errors.As(err, &claimed) {
 		existing, gerr := o.store.Get(ctx, claimed.SessionID)
@@ -160,6 +163,7 @@ func (o *Orchestrator) update(ctx context.Context, id string, fn func(r *session
 		err = o.store.Update(ctx, rec)
 		switch {
 		case err == nil:
+			o.records.put(rec)
 			return rec, nil
 		case errors.Is(err, store.ErrConflict):
 			continue

@@ -155,6 +155,7 @@ type Orchestrator struct {
 	openobd OpenOBD
 	queue   *queue
 	metrics *metrics
+	records *records
 
 	mu    sync.Mutex
 	lives map[string]*live // sessions attached by this replica, by id
@@ -202,6 +203,7 @@ func New(cfg Config, st *store.Store, p Partner, o OpenOBD) (*Orchestrator, erro
 		openobd:       o,
 		queue:         newQueue(cfg.RetryInitial, cfg.RetryMax),
 		metrics:       newMetrics(),
+		records:       newRecords(),
 		health:        newHealth(cfg.HealthThreshold, cfg.Now, cfg.OnHealth),
 		lives:         map[string]*live{},
 		ready:         make(chan struct{}),
@@ -226,10 +228,14 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		}()
 	}
 
-	o.wg.Add(1)
+	o.wg.Add(2)
 	go func() {
 		defer o.wg.Done()
 		o.sweepLeases(ctx)
+	}()
+	go func() {
+		defer o.wg.Done()
+		o.followStore(ctx)
 	}()
 
 	// Adopt what a previous incarnation left behind before taking new work.

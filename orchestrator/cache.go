@@ -1,0 +1,114 @@
+package orchestrator
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/obdorch/obdorch/orchestrator/session"
+	"github.com/obdorch/obdorch/orchestrator/store"
+)
+
+// records caches the live session records so that reads on the hot paths
+// (GetSession, AcquireSession) cost a map lookup instead of a store round
+// trip and a decode. A store watch keeps it current with every replica's
+// writes, and this replica's own writes go in as they are made, so a caller
+// reads its own writes at once; another replica's may show a few
+// milliseconds late. Ended records leave the cache (reads of them go to the
+// store), which bounds it by the number of live sessions.
+//
+// Entries are snapshots that nobody modifies: writers clone before putting.
+type records struct {
+	mu sync.RWMutex
+	m  map[string]*session.Record
+	// gone remembers the revision at which ended records left, so a late
+	// watch event cannot bring one back.
+	gone map[string]int64
+}
+
+func newRecords() *records {
+	return &records{m: map[string]*session.Record{}, gone: map[string]int64{}}
+}
+
+func (c *records) get(id string) (*session.Record, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	r, ok := c.m[id]
+	return r, ok
+}
+
+// put stores a snapshot of rec unless the cache already holds a newer one.
+func (c *records) put(rec *session.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[rec.ID]; ok && old.Revision >= rec.Revision {
+		return
+	}
+	if rev, ok := c.gone[rec.ID]; ok && rev >= rec.Revision {
+		return
+	}
+	if !rec.State.Live() {
+		delete(c.m, rec.ID)
+		c.gone[rec.ID] = rec.Revision
+		return
+	}
+	c.m[rec.ID] = rec.Clone()
+}
+
+// live returns the cached live records.
+func (c *records) live() []*session.Record {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*session.Record, 0, len(c.m))
+	for _, r := range c.m {
+		out = append(out, r)
+	}
+	return out
+}
+
+// reset replaces the whole cache after a (re)listing at a revision, and
+// forgets the tombstones older than it.
+func (c *records) reset(recs []*session.Record, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = make(map[string]*session.Record, len(recs))
+	for _, r := range recs {
+		c.m[r.ID] = r
+	}
+	for id, gone := range c.gone {
+		if gone <= rev {
+			delete(c.gone, id)
+		}
+	}
+}
+
+// followStore fills the cache from the store and keeps it current until ctx
+// ends; a broken or compacted watch starts over from a fresh listing.
+func (o *Orchestrator) followStore(ctx context.Context) {
+	for ctx.Err() == nil {
+		recs, rev, err := o.store.ListLive(ctx)
+		if err == nil {
+			o.records.reset(recs, rev)
+			for ev, werr := range o.store.Watch(ctx, rev+1, store.Filter{}) {
+				if werr != nil {
+					err = werr
+					break
+				}
+				if ev.Record != nil {
+					o.records.put(ev.Record)
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		o.log.Warn("session cache lost its store watch; relisting", "err", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}

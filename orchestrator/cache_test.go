@@ -1,0 +1,41 @@
+package orchestrator
+
+import (
+	"testing"
+	"time"
+
+	"github.com/obdorch/obdorch/orchestrator/session"
+)
+
+func TestRecordsKeepTheNewest(t *testing.T) {
+	c := newRecords()
+	rec := func(rev int64, st session.State) *session.Record {
+		r := session.New("s1", "a", "", time.Unix(0, 0))
+		r.State, r.Revision = st, rev
+		return r
+	}
+	c.put(rec(5, session.StateReady))
+	c.put(rec(4, session.StateStarting)) // a late watch event
+	if r, _ := c.get("s1"); r.Revision != 5 || r.State != session.StateReady {
+		t.Fatalf("get = rev %d %s, want rev 5 READY", r.Revision, r.State)
+	}
+	mine := rec(6, session.StateRunning)
+	c.put(mine)
+	mine.State = session.StateFailed // the writer's copy changes later
+	if r, _ := c.get("s1"); r.State != session.StateRunning {
+		t.Errorf("cached snapshot changed with the writer's record: %s", r.State)
+	}
+	c.put(rec(7, session.StateFinished))
+	if _, ok := c.get("s1"); ok {
+		t.Error("an ended record stays cached")
+	}
+	c.put(rec(6, session.StateRunning)) // late event of the live past
+	if _, ok := c.get("s1"); ok {
+		t.Error("a late event brought an ended record back")
+	}
+	c.reset(nil, 10)
+	c.put(rec(11, session.StateReady))
+	if _, ok := c.get("s1"); !ok {
+		t.Error("a newer live record after a reset is not cached")
+	}
+}
