@@ -65,7 +65,17 @@ func NewServer(svc *Service, opts ServerOptions) *Server {
 		logger.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	// Successful calls are logged at debug level: at a runner's pace
+	// (thousands of calls a second) they would drown everything else.
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(func(c codes.Code) logging.Level {
+			if c == codes.OK {
+				return logging.LevelDebug
+			}
+			return logging.DefaultServerCodeToLevel(c)
+		}),
+	}
 	unary := append([]grpc.UnaryServerInterceptor{
 		recovery.UnaryServerInterceptor(recoveryOpt),
 		logging.UnaryServerInterceptor(interceptorLogger(logger), logOpts...),
