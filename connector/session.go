@@ -19,6 +19,7 @@ type SessionOption func(*sessionOptions)
 
 type sessionOptions struct {
 	onToken func(token string, received time.Time)
+	onEnd   func(err error)
 }
 
 // OnToken registers fn to receive every new session token: the one from
@@ -28,6 +29,16 @@ type sessionOptions struct {
 // return quickly and must not call Session.Close.
 func OnToken(fn func(token string, received time.Time)) SessionOption {
 	return func(o *sessionOptions) { o.onToken = fn }
+}
+
+// OnEnd registers fn to learn, once, that the session ended on its own:
+// finished, interrupted or failed on the server (err says which, as Err
+// does). It is not called when Close ends the session. fn runs on the
+// goroutine that noticed the end; it must return quickly and must not call
+// the session's methods. It spares the caller a goroutine per session
+// waiting on Done.
+func OnEnd(fn func(err error)) SessionOption {
+	return func(o *sessionOptions) { o.onEnd = fn }
 }
 
 // Session is an authenticated openOBD session. It keeps the session-token
@@ -42,6 +53,7 @@ type Session struct {
 	info    SessionInfo // without the authentication token
 	log     *slog.Logger
 	onToken func(string, time.Time)
+	onEnd   func(error)
 
 	session openobdv1.SessionClient
 	config  openobdv1.ConfigClient
@@ -148,6 +160,7 @@ func (c *Client) newSession(ctx context.Context, info SessionInfo, opts []Sessio
 		info:     info,
 		log:      c.log.With(slog.String("session_id", info.ID)),
 		onToken:  o.onToken,
+		onEnd:    o.onEnd,
 		session:  openobdv1.NewSessionClient(cc),
 		config:   openobdv1.NewConfigClient(cc),
 		can:      openobdv1.NewCanClient(cc),
@@ -233,6 +246,9 @@ func (s *Session) end(cause error) {
 		}
 		if !errors.Is(cause, ErrClosed) {
 			s.log.Info("session ended", slog.String("reason", cause.Error()))
+			if s.onEnd != nil {
+				s.onEnd(cause)
+			}
 		}
 	})
 }

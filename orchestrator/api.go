@@ -285,9 +285,6 @@ func (o *Orchestrator) completeFinish(ctx context.Context, id string) error {
 	if l == nil {
 		return requeue(fmt.Errorf("%w: session %s is not attached here", ErrUnavailable, id))
 	}
-	// The session is about to end on purpose: its monitor must not record
-	// that end as an interruption.
-	l.stop()
 	if err := l.sess.Finish(ctx, serviceResult(rec.Result)); err != nil && connector.KindOf(err) != connector.KindInterrupted {
 		return requeue(fmt.Errorf("%w: openOBD finish: %w", ErrUnavailable, err))
 	}

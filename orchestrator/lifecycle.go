@@ -24,8 +24,6 @@ import (
 type live struct {
 	id   string
 	sess *connector.Session
-	// stop ends the monitor goroutine.
-	stop context.CancelFunc
 
 	mu       sync.Mutex
 	channels map[channelKey]*relayChannel
@@ -241,7 +239,12 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) error {
 		return nil
 	}
 	if l := o.getLive(id); l != nil {
-		return o.checkLive(ctx, rec, l)
+		select {
+		case <-l.sess.Done():
+			return o.sessionEnded(ctx, rec, l)
+		default:
+			return o.checkLive(ctx, rec, l)
+		}
 	}
 	// Not attached here: take the session over if nobody holds it (unless
 	// this process created it and holds its claims already).
@@ -352,7 +355,7 @@ func (o *Orchestrator) interruptOrphans(ctx context.Context, rec *session.Record
 // it READY.
 func (o *Orchestrator) attach(ctx context.Context, rec *session.Record) error {
 	info := infoOf(rec)
-	sess, err := o.openobd.Attach(ctx, info, connector.OnToken(o.tokenSaver(rec.ID)))
+	sess, err := o.openobd.Attach(ctx, info, o.sessionOptions(rec.ID)...)
 	o.observeOpenOBD(err)
 	if err != nil {
 		return o.attachFailed(ctx, rec, "authenticate", err)
@@ -388,7 +391,7 @@ func (o *Orchestrator) resume(ctx context.Context, rec *session.Record) error {
 	if rec.OpenOBD.Token == "" {
 		return o.abandon(ctx, rec, "no session token stored; cannot re-attach")
 	}
-	sess, err := o.openobd.Resume(ctx, infoOf(rec), rec.OpenOBD.Token, connector.OnToken(o.tokenSaver(rec.ID)))
+	sess, err := o.openobd.Resume(ctx, infoOf(rec), rec.OpenOBD.Token, o.sessionOptions(rec.ID)...)
 	if err != nil {
 		return o.attachFailed(ctx, rec, "re-attach", err)
 	}
@@ -490,23 +493,30 @@ func (o *Orchestrator) tokenSaver(id string) func(string, time.Time) {
 
 func (o *Orchestrator) addLive(id string, sess *connector.Session, buses []session.Bus) *live {
 	o.ending.Delete(id)
-	ctx, cancel := context.WithCancel(o.ctx)
-	l := &live{id: id, sess: sess, stop: cancel, channels: map[channelKey]*relayChannel{}, lastTicketCheck: o.cfg.Now(), buses: busNames(buses)}
+	l := &live{id: id, sess: sess, channels: map[channelKey]*relayChannel{}, lastTicketCheck: o.cfg.Now(), buses: busNames(buses)}
 	o.mu.Lock()
 	if old := o.lives[id]; old != nil {
 		o.mu.Unlock()
-		cancel()
 		_ = sess.Close()
 		return old
 	}
 	o.lives[id] = l
 	o.mu.Unlock()
-	o.wg.Add(1)
-	go func() {
-		defer o.wg.Done()
-		o.monitor(ctx, l)
-	}()
+	select {
+	case <-sess.Done():
+		o.queue.Add(sessionPrefix + id) // ended before it was registered
+	default:
+	}
 	return l
+}
+
+// sessionOptions are the options of every attached session: persist each
+// new token, and reconcile the session as soon as it ends on its own.
+func (o *Orchestrator) sessionOptions(id string) []connector.SessionOption {
+	return []connector.SessionOption{
+		connector.OnToken(o.tokenSaver(id)),
+		connector.OnEnd(func(error) { o.queue.Add(sessionPrefix + id) }),
+	}
 }
 
 func (o *Orchestrator) getLive(id string) *live {
@@ -540,7 +550,6 @@ func (l *live) close(cause error) {
 	for _, c := range chans {
 		c.shutdown(cause)
 	}
-	l.stop()
 	_ = l.sess.Close()
 }
 
@@ -556,53 +565,30 @@ func (o *Orchestrator) detachAll() {
 	}
 }
 
-// monitor watches an attached session: an end on the openOBD side becomes
-// INTERRUPTED (or FAILED) with the reason.
-func (o *Orchestrator) monitor(ctx context.Context, l *live) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.sess.Done():
-			err := l.sess.Err()
-			if ctx.Err() != nil {
-				return
-			}
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			reason := "session ended on the openOBD side (openOBD or Partner API)"
-			if err != nil {
-				reason += ": " + err.Error()
-			}
-			to := session.StateInterrupted
-			if connector.KindOf(err) != connector.KindInterrupted {
-				to = session.StateFailed
-			}
-			o.dropLive(l.id, &InterruptedError{SessionID: l.id, Actor: session.ActorOpenOBD, Reason: reason})
-			var from session.State
-			_, terr := o.update(wctx, l.id, func(r *session.Record) error {
-				from = session.StateUnspecified
-				if r.State == session.StateFinishing {
-					return errSkip // finish in progress: the end is expected
-				}
-				from = r.State
-				if err := r.Transition(to, session.ActorOpenOBD, reason, o.cfg.Now()); err != nil {
-					return errSkip
-				}
-				r.OpenOBD.State = connector.StateInterrupted
-				return nil
-			})
-			if terr != nil {
-				o.log.Warn("recording openOBD end failed", "session_id", l.id, "err", terr)
-			} else if from != session.StateUnspecified {
-				o.ending.Delete(l.id)
-				o.metrics.transition(from, to)
-				o.log.Info("session ended on the openOBD side", "session_id", l.id, "err", err)
-				o.traceParents.Delete(l.id)
-			}
-			cancel()
-			return
-		}
+// sessionEnded records the end of an attached session on the openOBD side
+// as INTERRUPTED (or FAILED when openOBD says it failed) with the reason. An
+// end while FINISHING is the finish itself, which completeFinish records.
+func (o *Orchestrator) sessionEnded(ctx context.Context, rec *session.Record, l *live) error {
+	if rec.State == session.StateFinishing {
+		return o.completeFinish(ctx, rec.ID)
 	}
+	err := l.sess.Err()
+	reason := "session ended on the openOBD side (openOBD or Partner API)"
+	if err != nil {
+		reason += ": " + err.Error()
+	}
+	to := session.StateInterrupted
+	if connector.KindOf(err) != connector.KindInterrupted {
+		to = session.StateFailed
+	}
+	o.dropLive(l.id, &InterruptedError{SessionID: l.id, Actor: session.ActorOpenOBD, Reason: reason})
+	_, terr := o.transition(ctx, l.id, to, session.ActorOpenOBD, reason, func(r *session.Record) {
+		r.OpenOBD.State = connector.StateInterrupted
+	})
+	if terr != nil && !errors.Is(terr, ErrWrongState) && !errors.Is(terr, ErrNotLive) {
+		return requeue(fmt.Errorf("record the openOBD end: %w", terr))
+	}
+	return nil
 }
 
 // checkLive is the periodic check of an attached session: its ticket must
