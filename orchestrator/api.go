@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/obdorch/obdorch/connector"
@@ -274,6 +275,11 @@ func (o *Orchestrator) FinishSession(ctx context.Context, id, leaseID string, re
 
 // completeFinish performs the steps of FINISHING; it is safe to repeat.
 func (o *Orchestrator) completeFinish(ctx context.Context, id string) error {
+	// The runner's call and the reconciler may both get here: one at a time.
+	mu, _ := o.finishing.LoadOrStore(id, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+
 	rec, err := o.store.Get(ctx, id)
 	if err != nil {
 		return storeErr(err)
@@ -281,12 +287,25 @@ func (o *Orchestrator) completeFinish(ctx context.Context, id string) error {
 	if rec.State != session.StateFinishing {
 		return nil
 	}
-	l := o.getLive(id)
-	if l == nil {
-		return requeue(fmt.Errorf("%w: session %s is not attached here", ErrUnavailable, id))
-	}
-	if err := l.sess.Finish(ctx, serviceResult(rec.Result)); err != nil && connector.KindOf(err) != connector.KindInterrupted {
-		return requeue(fmt.Errorf("%w: openOBD finish: %w", ErrUnavailable, err))
+	if l := o.getLive(id); l != nil {
+		if err := l.sess.Finish(ctx, serviceResult(rec.Result)); err != nil && connector.KindOf(err) != connector.KindInterrupted {
+			return requeue(fmt.Errorf("%w: openOBD finish: %w", ErrUnavailable, err))
+		}
+	} else {
+		// Not attached (a restart between finish and its record): only an
+		// openOBD session that has finished can be recorded as such.
+		info, err := o.openobd.GetSession(ctx, rec.OpenOBD.SessionID)
+		switch {
+		case err != nil:
+			return requeue(fmt.Errorf("%w: openOBD getSession: %w", ErrUnavailable, err))
+		case info.State == connector.StateFinished:
+		case info.Ended():
+			_, err := o.transition(ctx, id, session.StateInterrupted, session.ActorOpenOBD,
+				"session ended on the openOBD side ("+info.State+") before its result was reported", nil)
+			return err
+		default:
+			return requeue(fmt.Errorf("%w: session %s is not attached here", ErrUnavailable, id))
+		}
 	}
 	if rec.TicketID != "" {
 		ref, done := rec.ID, true
@@ -298,10 +317,16 @@ func (o *Orchestrator) completeFinish(ctx context.Context, id string) error {
 			return requeue(fmt.Errorf("%w: mark ticket: %w", ErrUnavailable, err))
 		}
 	}
-	o.dropLive(id, fmt.Errorf("%w: session %s finished", ErrNotLive, id))
+	// Recorded first, let go after: a reconcile in between still finds the
+	// session attached and leaves the finish to this call.
 	_, err = o.transition(ctx, id, session.StateFinished, o.store.Replica(), "result reported", func(r *session.Record) {
 		r.OpenOBD.State = connector.StateFinished
 	})
+	if err == nil {
+		o.dropLive(id, fmt.Errorf("%w: session %s finished", ErrNotLive, id))
+		o.ending.Delete(id)
+		o.finishing.Delete(id)
+	}
 	return err
 }
 

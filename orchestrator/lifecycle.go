@@ -392,6 +392,9 @@ func (o *Orchestrator) resume(ctx context.Context, rec *session.Record) error {
 		return o.abandon(ctx, rec, "no session token stored; cannot re-attach")
 	}
 	sess, err := o.openobd.Resume(ctx, infoOf(rec), rec.OpenOBD.Token, o.sessionOptions(rec.ID)...)
+	if err != nil && rec.State == session.StateFinishing && connector.KindOf(err) == connector.KindInterrupted {
+		return o.completeFinish(ctx, rec.ID) // finished on openOBD before it was recorded
+	}
 	if err != nil {
 		return o.attachFailed(ctx, rec, "re-attach", err)
 	}

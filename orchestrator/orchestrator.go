@@ -175,6 +175,9 @@ type Orchestrator struct {
 	// the end is recorded.
 	ending sync.Map // session id -> error
 
+	// finishing serialises the steps of FINISHING per session.
+	finishing sync.Map // session id -> *sync.Mutex
+
 	// created marks records this process created and still holds the claims
 	// of, until they are READY: they need no adoption.
 	created sync.Map // session id -> struct{}
