@@ -418,9 +418,6 @@ func (o *Orchestrator) resume(ctx context.Context, rec *session.Record) error {
 func (o *Orchestrator) attachFailed(ctx context.Context, rec *session.Record, op string, err error) error {
 	switch connector.KindOf(err) {
 	case connector.KindRetryable, connector.KindUnknown:
-		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			return requeue(fmt.Errorf("%s: %w", op, err))
-		}
 		return requeue(fmt.Errorf("%s: %w", op, err))
 	case connector.KindInterrupted:
 		_, terr := o.transition(ctx, rec.ID, session.StateInterrupted, session.ActorOpenOBD, "session ended on the openOBD side: "+err.Error(), nil)
