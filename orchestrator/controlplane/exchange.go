@@ -18,15 +18,15 @@ import (
 
 // Exchange implements OrchestratorService.
 //
-// Three goroutines share the stream: a receiver reads requests into a
-// bounded queue (ExchangeInFlight); one worker relays them in order on the
-// channel and sends each response; this handler waits for the worker and
-// ends the stream. A runner that stops reading fills gRPC flow control, then
-// the queue, then blocks its own sends: memory stays bounded. A send that
-// stays blocked longer than StallTimeout ends the stream. The stream also
-// ends, without waiting for the runner's next request, when the channel
+// A worker goroutine receives each request, relays it on the channel and
+// sends its response before it receives the next (one request is
+// outstanding per channel anyway); this handler watches it and ends the
+// stream. A runner that stops reading fills gRPC flow control in both
+// directions and then blocks its own sends: memory stays bounded. A send
+// that stays blocked longer than StallTimeout ends the stream. The stream
+// also ends, without waiting for the runner's next request, when the channel
 // closes (session interrupted or ended, lease lost, buses replaced) and on
-// Drain. After a half-close the queued requests are still answered.
+// Drain. After a half-close every request sent before it is answered.
 func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) error {
 	first, err := stream.Recv()
 	if err != nil {
@@ -62,33 +62,29 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 		return err
 	}
 
-	queue := make(chan *orchestratorv1.UdsRequest, s.opts.ExchangeInFlight)
 	stalled := make(chan struct{})
-	relayed := make(chan struct{})
+	served := make(chan struct{})
+	// The worker is not waited for once the stream is ending: it may sit in
+	// Recv, which returns only when the runner sends or the stream ends, and
+	// the stream ends when this handler returns.
 	go func() {
-		defer close(relayed)
-		s.relay(ctx, cancel, stalled, ch, queue, stream)
-	}()
-	// The receiver is not waited for: Recv returns only when the runner sends
-	// or the stream ends, and the stream ends when this handler returns.
-	go func() {
-		if err := s.receive(ctx, stream, queue); err != nil && !errors.Is(err, io.EOF) {
-			cancel(err)
-		}
-		close(queue) // after a half-close the relay answers what is queued
+		defer close(served)
+		s.serve(ctx, cancel, stalled, ch, stream)
 	}()
 	closed := ch.Done()
 	for waiting := true; waiting; {
 		select {
-		case <-relayed:
+		case <-served:
 			waiting = false
 		case <-stalled:
-			// The relay is blocked in stream.Send by the runner's flow
+			// The worker is blocked in stream.Send by the runner's flow
 			// control; returning ends the stream, which releases it.
 			waiting = false
 		case <-closed:
 			closed = nil
 			cancel(ch.Err())
+		case <-ctx.Done():
+			waiting = false // interrupt, lost lease, drain, or the runner left
 		}
 	}
 
@@ -104,31 +100,13 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 	return stream.Context().Err()
 }
 
-// receive reads requests into queue until the runner half-closes (io.EOF),
-// the stream fails or a request is malformed.
-func (s *Service) receive(ctx context.Context, stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse], queue chan<- *orchestratorv1.UdsRequest) error {
-	for {
-		msg, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		req := msg.GetRequest()
-		if req == nil {
-			return fieldError("request", "only the first message may open the channel; later messages must be requests")
-		}
-		select {
-		case queue <- req:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}
-}
-
-// relay performs the queued requests in order and sends their responses.
-// It ends the stream (cancel) when the queue is closed and drained, on a
-// failure of the session, or when a send stays blocked for StallTimeout; in
-// that last case it closes stalled.
-func (s *Service) relay(ctx context.Context, cancel context.CancelCauseFunc, stalled chan<- struct{}, ch orchestrator.RelayChannel, queue <-chan *orchestratorv1.UdsRequest, stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) {
+// serve answers the runner's requests in order, one at a time: receive,
+// relay, send. Until a response is sent the next request waits in gRPC's
+// flow control, so a runner cannot pile up work or memory here. It ends the
+// stream (cancel) when the runner half-closes (io.EOF) or sends a malformed
+// message, on a failure of the session, or when a send stays blocked for
+// StallTimeout; in that last case it closes stalled.
+func (s *Service) serve(ctx context.Context, cancel context.CancelCauseFunc, stalled chan<- struct{}, ch orchestrator.RelayChannel, stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) {
 	var once sync.Once
 	stall := time.AfterFunc(time.Hour, func() {
 		once.Do(func() {
@@ -139,15 +117,14 @@ func (s *Service) relay(ctx context.Context, cancel context.CancelCauseFunc, sta
 	stall.Stop()
 	defer stall.Stop()
 	for {
-		var req *orchestratorv1.UdsRequest
-		select {
-		case r, ok := <-queue:
-			if !ok {
-				cancel(io.EOF)
-				return
-			}
-			req = r
-		case <-ctx.Done():
+		msg, err := stream.Recv()
+		if err != nil {
+			cancel(err) // io.EOF: the runner half-closed after its last request
+			return
+		}
+		req := msg.GetRequest()
+		if req == nil {
+			cancel(fieldError("request", "only the first message may open the channel; later messages must be requests"))
 			return
 		}
 		if ctx.Err() != nil {
@@ -162,7 +139,7 @@ func (s *Service) relay(ctx context.Context, cancel context.CancelCauseFunc, sta
 			return
 		}
 		stall.Reset(s.opts.StallTimeout)
-		err := stream.Send(&orchestratorv1.ExchangeResponse{Kind: &orchestratorv1.ExchangeResponse_Response{Response: resp}})
+		err = stream.Send(&orchestratorv1.ExchangeResponse{Kind: &orchestratorv1.ExchangeResponse_Response{Response: resp}})
 		stall.Stop()
 		if err != nil {
 			cancel(err)

@@ -40,9 +40,6 @@ type Options struct {
 	// WatchBuffer is the number of events a watcher may lag behind before it
 	// is ended with RESOURCE_EXHAUSTED (default 256).
 	WatchBuffer int
-	// ExchangeInFlight bounds the requests a runner may have queued on one
-	// Exchange stream (default 16).
-	ExchangeInFlight int
 	// StallTimeout cuts an Exchange stream whose runner stops reading
 	// responses for this long (default 30 s).
 	StallTimeout time.Duration
@@ -53,9 +50,6 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.WatchBuffer <= 0 {
 		o.WatchBuffer = 256
-	}
-	if o.ExchangeInFlight <= 0 {
-		o.ExchangeInFlight = 16
 	}
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = 30 * time.Second
