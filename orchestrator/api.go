@@ -536,9 +536,11 @@ func (o *Orchestrator) expireLease(ctx context.Context, l *live) {
 	}
 	o.log.Info("runner lease expired", "session_id", l.id, "state", to.String())
 	if to == session.StateFailed {
-		if rec, err := o.store.Get(wctx, l.id); err == nil {
-			_ = o.abandon(wctx, rec, reason)
+		// The record says FAILED; now stop the openOBD session it held.
+		if _, err := o.openobd.InterruptSession(wctx, l.sess.ID()); err != nil && connector.KindOf(err) == connector.KindRetryable {
+			o.log.Warn("interrupting the openOBD session of an expired lease failed; it ends with its token", "session_id", l.id, "err", err)
 		}
+		o.dropLive(l.id, fmt.Errorf("%w: %s", ErrNotLive, reason))
 		return
 	}
 	o.notifyReady()

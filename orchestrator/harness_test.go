@@ -241,3 +241,16 @@ func (w *world) liveOpenOBD(ticketID string) int {
 	}
 	return n
 }
+
+// waitUntil polls cond until it holds or the test's deadline passes.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	ctx := testCtx(t)
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting until %s", what)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

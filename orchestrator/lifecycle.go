@@ -373,14 +373,13 @@ func (o *Orchestrator) attach(ctx context.Context, rec *session.Record) error {
 		_ = sess.Close()
 		return o.attachFailed(ctx, rec, "configure bus", err)
 	}
-	l := o.addLive(rec.ID, sess, o.cfg.DefaultBuses)
+	o.addLive(rec.ID, sess, o.cfg.DefaultBuses)
 	if _, err := o.transition(ctx, rec.ID, session.StateReady, o.store.Replica(), "attached and configured", func(r *session.Record) {
 		r.Buses = o.cfg.DefaultBuses
 	}); err != nil {
 		o.dropLive(rec.ID, err)
 		return requeue(err)
 	}
-	_ = l
 	return nil
 }
 
