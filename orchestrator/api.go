@@ -31,17 +31,15 @@ func (o *Orchestrator) ListTickets(ctx context.Context, state partner.TicketStat
 		return nil, "", err
 	}
 	f := partner.TicketFilter{State: state, Paging: partner.Paging{PageSize: page.Size, Offset: offset}}
+	byTicket, _ := o.liveByTarget()
 	var out []TicketView
 	for t, err := range o.partner.Tickets(ctx, f) {
 		if err != nil {
 			return nil, "", fmt.Errorf("%w: Partner API: %w", ErrUnavailable, err)
 		}
 		v := TicketView{Ticket: t}
-		if c, ok, err := o.store.ClaimOf(ctx, store.ClaimTicket, t.ID); err == nil && ok {
-			v.SessionID = c.SessionID
-			if r, err := o.store.Get(ctx, c.SessionID); err == nil {
-				v.SessionState = r.State
-			}
+		if r, ok := byTicket[t.ID]; ok {
+			v.SessionID, v.SessionState = r.ID, r.State
 		}
 		out = append(out, v)
 		if len(out) == page.Size {
@@ -61,6 +59,7 @@ func (o *Orchestrator) ListConnectors(ctx context.Context, freeOnly bool, page P
 	if err != nil {
 		return nil, "", err
 	}
+	_, byConnector := o.liveByTarget()
 	var out []ConnectorView
 	scanned := int64(0)
 	for c, err := range o.partner.Connectors(ctx, partner.Paging{PageSize: page.Size, Offset: offset}) {
@@ -69,8 +68,8 @@ func (o *Orchestrator) ListConnectors(ctx context.Context, freeOnly bool, page P
 		}
 		scanned++
 		v := ConnectorView{Connector: c}
-		if cl, ok, err := o.store.ClaimOf(ctx, store.ClaimConnector, c.ID); err == nil && ok {
-			v.SessionID = cl.SessionID
+		if r, ok := byConnector[c.ID]; ok {
+			v.SessionID = r.ID
 		}
 		if freeOnly && (!c.Free() || v.SessionID != "") {
 			continue
@@ -85,6 +84,23 @@ func (o *Orchestrator) ListConnectors(ctx context.Context, freeOnly bool, page P
 		next = encodeOffset(offset + scanned)
 	}
 	return out, next, nil
+}
+
+// liveByTarget indexes the cached live sessions (every replica's) by ticket
+// and by connector, so the intake views join without a store read per row.
+func (o *Orchestrator) liveByTarget() (byTicket, byConnector map[string]*session.Record) {
+	live := o.records.live()
+	byTicket = make(map[string]*session.Record, len(live))
+	byConnector = make(map[string]*session.Record, len(live))
+	for _, r := range live {
+		if r.TicketID != "" {
+			byTicket[r.TicketID] = r
+		}
+		if r.ConnectorID != "" {
+			byConnector[r.ConnectorID] = r
+		}
+	}
+	return byTicket, byConnector
 }
 
 func encodeOffset(n int64) string {

@@ -657,6 +657,13 @@ func busConfigs(buses []session.Bus) []*openobdv1.BusConfiguration {
 	return out
 }
 
+// CANBitRateSupported reports whether openOBD can run a CAN bus at bps bit/s.
+func CANBitRateSupported(bps uint32) bool { _, ok := canBitRates[bps]; return ok }
+
+// KLineBitRateSupported reports whether openOBD can run a K-line bus at bps
+// baud.
+func KLineBitRateSupported(bps uint32) bool { _, ok := klineBitRates[bps]; return ok }
+
 var canBitRates = map[uint32]openobdv1.CanBitRate{
 	1000000: openobdv1.CanBitRate_CAN_BIT_RATE_1000, 500000: openobdv1.CanBitRate_CAN_BIT_RATE_500,
 	250000: openobdv1.CanBitRate_CAN_BIT_RATE_250, 125000: openobdv1.CanBitRate_CAN_BIT_RATE_125,

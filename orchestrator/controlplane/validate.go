@@ -84,13 +84,6 @@ func validateDuration(field string, d interface {
 	return v, nil
 }
 
-var canBitRates = map[uint32]bool{
-	1000000: true, 500000: true, 250000: true, 125000: true, 100000: true, 94000: true,
-	83300: true, 50000: true, 33300: true, 20000: true, 10000: true, 5000: true,
-}
-
-var klineBitRates = map[uint32]bool{9600: true, 10400: true, 15625: true}
-
 func validatePin(field string, pin uint32) error {
 	if pin < 1 || pin > 16 {
 		return fieldError(field, "OBD pin must be 1-16, got %d", pin)
@@ -136,7 +129,7 @@ func busesFromProto(in []*orchestratorv1.Bus) ([]session.Bus, error) {
 			if err := usePin(prefix+".can.pin_minus", c.GetPinMinus(), b.GetName()); err != nil {
 				return nil, err
 			}
-			if !canBitRates[c.GetBitRate()] {
+			if !orchestrator.CANBitRateSupported(c.GetBitRate()) {
 				return nil, fieldError(prefix+".can.bit_rate", "unsupported CAN bit rate %d", c.GetBitRate())
 			}
 			if _, ok := orchestratorv1.CanProtocol_name[int32(c.GetProtocol())]; !ok {
@@ -152,7 +145,7 @@ func busesFromProto(in []*orchestratorv1.Bus) ([]session.Bus, error) {
 			if err := usePin(prefix+".kline.pin", k.GetPin(), b.GetName()); err != nil {
 				return nil, err
 			}
-			if !klineBitRates[k.GetBitRate()] {
+			if !orchestrator.KLineBitRateSupported(k.GetBitRate()) {
 				return nil, fieldError(prefix+".kline.bit_rate", "unsupported K-line bit rate %d", k.GetBitRate())
 			}
 			bus.KLine = &session.KLineBus{Pin: k.GetPin(), BitRate: k.GetBitRate(), FastInit: k.GetFastInit()}
