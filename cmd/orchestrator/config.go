@@ -207,6 +207,8 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 			printFlag(w, fs.Lookup(name))
 		}
 	}
+	fmt.Fprintf(w, "\nEnvironment only:\n  %s\n        control-plane tokens inline, \"token:role:name,...\" (--auth-tokens wins)\n", envInlineTokens)
+	fmt.Fprintf(w, "  OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_SDK_DISABLED\n        OpenTelemetry, as the standard defines them\n")
 }
 
 func printFlag(w io.Writer, f *flag.Flag) {

@@ -103,7 +103,7 @@ func TestHelpListsGroupsAndEnv(t *testing.T) {
 	if code := run(t.Context(), []string{"--help"}, env(nil), &stdout, &stderr); code != 0 {
 		t.Fatalf("--help exit code %d", code)
 	}
-	for _, want := range []string{"Control plane:", "Store:", "openOBD:", "Partner API:", "--client-secret", "OPENOBD_PARTNER_CLIENT_SECRET", "ORCHESTRATOR_LISTEN", `(default "127.0.0.1:7600")`} {
+	for _, want := range []string{"Control plane:", "Store:", "openOBD:", "Partner API:", "--client-secret", "OPENOBD_PARTNER_CLIENT_SECRET", "ORCHESTRATOR_LISTEN", `(default "127.0.0.1:7600")`, "ORCHESTRATOR_TOKENS", "OTEL_TRACES_EXPORTER"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("--help output lacks %q", want)
 		}
