@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
@@ -150,6 +152,9 @@ func (s *Service) StartSession(ctx context.Context, req *orchestratorv1.StartSes
 	if err := optionalID("request_id", req.GetRequestId()); err != nil {
 		return nil, err
 	}
+	if req.GetValidateOnly() || req.GetForce() {
+		return nil, status.Error(codes.Unimplemented, "validate_only and force are not supported by this server yet")
+	}
 	rec, created, err := s.core.StartSession(ctx, start)
 	if err != nil {
 		return nil, toStatus(err)
@@ -251,6 +256,9 @@ func (s *Service) ConfigureBus(ctx context.Context, req *orchestratorv1.Configur
 	buses, err := busesFromProto(req.GetBuses())
 	if err != nil {
 		return nil, err
+	}
+	if req.GetValidateOnly() {
+		return nil, status.Error(codes.Unimplemented, "validate_only is not supported by this server yet")
 	}
 	rec, err := s.core.ConfigureBus(ctx, req.GetSessionId(), req.GetLeaseId(), buses)
 	if err != nil {

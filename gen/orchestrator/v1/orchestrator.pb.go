@@ -432,6 +432,59 @@ func (UserFeedback) EnumDescriptor() ([]byte, []int) {
 	return file_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{5}
 }
 
+// SessionView selects how much of a session a list returns (AIP-157).
+type SessionView int32
+
+const (
+	// The default for the call: BASIC for ListSessions.
+	SessionView_SESSION_VIEW_UNSPECIFIED SessionView = 0
+	// Every field except history.
+	SessionView_SESSION_VIEW_BASIC SessionView = 1
+	// Every field, history included.
+	SessionView_SESSION_VIEW_FULL SessionView = 2
+)
+
+// Enum value maps for SessionView.
+var (
+	SessionView_name = map[int32]string{
+		0: "SESSION_VIEW_UNSPECIFIED",
+		1: "SESSION_VIEW_BASIC",
+		2: "SESSION_VIEW_FULL",
+	}
+	SessionView_value = map[string]int32{
+		"SESSION_VIEW_UNSPECIFIED": 0,
+		"SESSION_VIEW_BASIC":       1,
+		"SESSION_VIEW_FULL":        2,
+	}
+)
+
+func (x SessionView) Enum() *SessionView {
+	p := new(SessionView)
+	*p = x
+	return p
+}
+
+func (x SessionView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SessionView) Descriptor() protoreflect.EnumDescriptor {
+	return file_orchestrator_v1_orchestrator_proto_enumTypes[6].Descriptor()
+}
+
+func (SessionView) Type() protoreflect.EnumType {
+	return &file_orchestrator_v1_orchestrator_proto_enumTypes[6]
+}
+
+func (x SessionView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SessionView.Descriptor instead.
+func (SessionView) EnumDescriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{6}
+}
+
 // RequestErrorCode classifies a failed request.
 type RequestErrorCode int32
 
@@ -477,11 +530,11 @@ func (x RequestErrorCode) String() string {
 }
 
 func (RequestErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_orchestrator_v1_orchestrator_proto_enumTypes[6].Descriptor()
+	return file_orchestrator_v1_orchestrator_proto_enumTypes[7].Descriptor()
 }
 
 func (RequestErrorCode) Type() protoreflect.EnumType {
-	return &file_orchestrator_v1_orchestrator_proto_enumTypes[6]
+	return &file_orchestrator_v1_orchestrator_proto_enumTypes[7]
 }
 
 func (x RequestErrorCode) Number() protoreflect.EnumNumber {
@@ -490,7 +543,7 @@ func (x RequestErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RequestErrorCode.Descriptor instead.
 func (RequestErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{6}
+	return file_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{7}
 }
 
 // Ticket is a request to service a vehicle, as listed by the Partner API.
@@ -1716,8 +1769,16 @@ type StartSessionRequest struct {
 	//	*StartSessionRequest_ConnectorId
 	Target isStartSessionRequest_Target `protobuf_oneof:"target"`
 	// Optional client-chosen id (up to 128 characters) that makes retries of
-	// this call safe.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// this call safe. A request_id belongs to the target it was first used for;
+	// reusing it for another target is ALREADY_EXISTS.
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Start even though the ticket's latest session FINISHED or the ticket is
+	// externally processed (both are FAILED_PRECONDITION otherwise).
+	Force bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
+	// Check everything (the ticket exists and is startable, the connector is
+	// free, no live session) and start nothing (AIP-163). The response says
+	// what would happen.
+	ValidateOnly  bool `protobuf:"varint,5,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1784,6 +1845,20 @@ func (x *StartSessionRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *StartSessionRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *StartSessionRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
+}
+
 type isStartSessionRequest_Target interface {
 	isStartSessionRequest_Target()
 }
@@ -1808,9 +1883,12 @@ type StartSessionResponse struct {
 	// The new or already live session.
 	Session *Session `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	// False when an existing live session was returned.
-	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Created bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	// Set for validate_only requests: what the call would do, in plain words.
+	// session is then the live session that would be returned, or unset.
+	ValidationSummary string `protobuf:"bytes,3,opt,name=validation_summary,json=validationSummary,proto3" json:"validation_summary,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StartSessionResponse) Reset() {
@@ -1855,6 +1933,13 @@ func (x *StartSessionResponse) GetCreated() bool {
 		return x.Created
 	}
 	return false
+}
+
+func (x *StartSessionResponse) GetValidationSummary() string {
+	if x != nil {
+		return x.ValidationSummary
+	}
+	return ""
 }
 
 // GetSessionRequest names a session.
@@ -1961,7 +2046,9 @@ type ListSessionsRequest struct {
 	// Maximum sessions to return (1-1000); defaults to 50.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token from a previous response; empty for the first page.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// How much of each session to return; BASIC (no history) by default.
+	View          SessionView `protobuf:"varint,6,opt,name=view,proto3,enum=orchestrator.v1.SessionView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2029,6 +2116,13 @@ func (x *ListSessionsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListSessionsRequest) GetView() SessionView {
+	if x != nil {
+		return x.View
+	}
+	return SessionView_SESSION_VIEW_UNSPECIFIED
 }
 
 // ListSessionsResponse is one page of sessions, ordered by id.
@@ -2380,7 +2474,10 @@ type ConfigureBusRequest struct {
 	// Lease id from AcquireSession; required while the session is leased (RUNNING).
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// One to four buses with unique names and pins.
-	Buses         []*Bus `protobuf:"bytes,3,rep,name=buses,proto3" json:"buses,omitempty"`
+	Buses []*Bus `protobuf:"bytes,3,rep,name=buses,proto3" json:"buses,omitempty"`
+	// Check the configuration against the session and its connector and change
+	// nothing (AIP-163).
+	ValidateOnly  bool `protobuf:"varint,4,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2434,6 +2531,13 @@ func (x *ConfigureBusRequest) GetBuses() []*Bus {
 		return x.Buses
 	}
 	return nil
+}
+
+func (x *ConfigureBusRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
 }
 
 // ConfigureBusResponse returns the session with its new buses.
@@ -3409,6 +3513,71 @@ func (x *InterruptSessionResponse) GetSession() *Session {
 	return nil
 }
 
+// NotOwnerDetail is attached (as a google.rpc status detail) to errors of
+// calls that need the live openOBD session when this replica does not own it.
+type NotOwnerDetail struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Orchestrator session id.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Replica that owns the session; empty when nobody owns it right now.
+	Owner string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	// The owner's advertised control-plane address, when registered.
+	OwnerAddress  string `protobuf:"bytes,3,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotOwnerDetail) Reset() {
+	*x = NotOwnerDetail{}
+	mi := &file_orchestrator_v1_orchestrator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotOwnerDetail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotOwnerDetail) ProtoMessage() {}
+
+func (x *NotOwnerDetail) ProtoReflect() protoreflect.Message {
+	mi := &file_orchestrator_v1_orchestrator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotOwnerDetail.ProtoReflect.Descriptor instead.
+func (*NotOwnerDetail) Descriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *NotOwnerDetail) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *NotOwnerDetail) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *NotOwnerDetail) GetOwnerAddress() string {
+	if x != nil {
+		return x.OwnerAddress
+	}
+	return ""
+}
+
 var File_orchestrator_v1_orchestrator_proto protoreflect.FileDescriptor
 
 const file_orchestrator_v1_orchestrator_proto_rawDesc = "" +
@@ -3520,28 +3689,32 @@ const file_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\n" +
 	"connectors\x18\x01 \x03(\v2\x1a.orchestrator.v1.ConnectorR\n" +
 	"connectors\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x82\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbd\x01\n" +
 	"\x13StartSessionRequest\x12\x1d\n" +
 	"\tticket_id\x18\x01 \x01(\tH\x00R\bticketId\x12#\n" +
 	"\fconnector_id\x18\x02 \x01(\tH\x00R\vconnectorId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestIdB\b\n" +
-	"\x06target\"d\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05force\x18\x04 \x01(\bR\x05force\x12#\n" +
+	"\rvalidate_only\x18\x05 \x01(\bR\fvalidateOnlyB\b\n" +
+	"\x06target\"\x93\x01\n" +
 	"\x14StartSessionResponse\x122\n" +
 	"\asession\x18\x01 \x01(\v2\x18.orchestrator.v1.SessionR\asession\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"2\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x12-\n" +
+	"\x12validation_summary\x18\x03 \x01(\tR\x11validationSummary\"2\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"H\n" +
 	"\x12GetSessionResponse\x122\n" +
-	"\asession\x18\x01 \x01(\v2\x18.orchestrator.v1.SessionR\asession\"\xc8\x01\n" +
+	"\asession\x18\x01 \x01(\v2\x18.orchestrator.v1.SessionR\asession\"\xfa\x01\n" +
 	"\x13ListSessionsRequest\x125\n" +
 	"\x06states\x18\x01 \x03(\x0e2\x1d.orchestrator.v1.SessionStateR\x06states\x12\x1b\n" +
 	"\tticket_id\x18\x02 \x01(\tR\bticketId\x12!\n" +
 	"\fconnector_id\x18\x03 \x01(\tR\vconnectorId\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"t\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x120\n" +
+	"\x04view\x18\x06 \x01(\x0e2\x1c.orchestrator.v1.SessionViewR\x04view\"t\n" +
 	"\x14ListSessionsResponse\x124\n" +
 	"\bsessions\x18\x01 \x03(\v2\x18.orchestrator.v1.SessionR\bsessions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"y\n" +
@@ -3567,12 +3740,13 @@ const file_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\v2\x18.orchestrator.v1.SessionR\asession\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12;\n" +
 	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"{\n" +
+	"expireTime\"\xa0\x01\n" +
 	"\x13ConfigureBusRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12*\n" +
-	"\x05buses\x18\x03 \x03(\v2\x14.orchestrator.v1.BusR\x05buses\"J\n" +
+	"\x05buses\x18\x03 \x03(\v2\x14.orchestrator.v1.BusR\x05buses\x12#\n" +
+	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\"J\n" +
 	"\x14ConfigureBusResponse\x122\n" +
 	"\asession\x18\x01 \x01(\v2\x18.orchestrator.v1.SessionR\asession\"\x86\x01\n" +
 	"\x0fExchangeRequest\x122\n" +
@@ -3642,7 +3816,12 @@ const file_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"N\n" +
 	"\x18InterruptSessionResponse\x122\n" +
-	"\asession\x18\x01 \x01(\v2\x18.orchestrator.v1.SessionR\asession*\x8a\x02\n" +
+	"\asession\x18\x01 \x01(\v2\x18.orchestrator.v1.SessionR\asession\"j\n" +
+	"\x0eNotOwnerDetail\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12#\n" +
+	"\rowner_address\x18\x03 \x01(\tR\fownerAddress*\x8a\x02\n" +
 	"\fSessionState\x12\x1d\n" +
 	"\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SESSION_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -3689,7 +3868,11 @@ const file_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\x19USER_FEEDBACK_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15USER_FEEDBACK_SUCCESS\x10\x01\x12\x19\n" +
 	"\x15USER_FEEDBACK_FAILURE\x10\x02\x12&\n" +
-	"\"USER_FEEDBACK_ASSISTANCE_REQUESTED\x10\x03*\xc0\x01\n" +
+	"\"USER_FEEDBACK_ASSISTANCE_REQUESTED\x10\x03*Z\n" +
+	"\vSessionView\x12\x1c\n" +
+	"\x18SESSION_VIEW_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12SESSION_VIEW_BASIC\x10\x01\x12\x15\n" +
+	"\x11SESSION_VIEW_FULL\x10\x02*\xc0\x01\n" +
 	"\x10RequestErrorCode\x12\"\n" +
 	"\x1eREQUEST_ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aREQUEST_ERROR_CODE_TIMEOUT\x10\x01\x12\"\n" +
@@ -3723,8 +3906,8 @@ func file_orchestrator_v1_orchestrator_proto_rawDescGZIP() []byte {
 	return file_orchestrator_v1_orchestrator_proto_rawDescData
 }
 
-var file_orchestrator_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_orchestrator_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_orchestrator_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_orchestrator_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_orchestrator_v1_orchestrator_proto_goTypes = []any{
 	(SessionState)(0),                // 0: orchestrator.v1.SessionState
 	(TicketState)(0),                 // 1: orchestrator.v1.TicketState
@@ -3732,132 +3915,135 @@ var file_orchestrator_v1_orchestrator_proto_goTypes = []any{
 	(Padding)(0),                     // 3: orchestrator.v1.Padding
 	(ResultCode)(0),                  // 4: orchestrator.v1.ResultCode
 	(UserFeedback)(0),                // 5: orchestrator.v1.UserFeedback
-	(RequestErrorCode)(0),            // 6: orchestrator.v1.RequestErrorCode
-	(*Ticket)(nil),                   // 7: orchestrator.v1.Ticket
-	(*Connector)(nil),                // 8: orchestrator.v1.Connector
-	(*Session)(nil),                  // 9: orchestrator.v1.Session
-	(*Transition)(nil),               // 10: orchestrator.v1.Transition
-	(*LeaseInfo)(nil),                // 11: orchestrator.v1.LeaseInfo
-	(*Bus)(nil),                      // 12: orchestrator.v1.Bus
-	(*CanBus)(nil),                   // 13: orchestrator.v1.CanBus
-	(*KlineBus)(nil),                 // 14: orchestrator.v1.KlineBus
-	(*Channel)(nil),                  // 15: orchestrator.v1.Channel
-	(*FinishResult)(nil),             // 16: orchestrator.v1.FinishResult
-	(*ListTicketsRequest)(nil),       // 17: orchestrator.v1.ListTicketsRequest
-	(*ListTicketsResponse)(nil),      // 18: orchestrator.v1.ListTicketsResponse
-	(*ListConnectorsRequest)(nil),    // 19: orchestrator.v1.ListConnectorsRequest
-	(*ListConnectorsResponse)(nil),   // 20: orchestrator.v1.ListConnectorsResponse
-	(*StartSessionRequest)(nil),      // 21: orchestrator.v1.StartSessionRequest
-	(*StartSessionResponse)(nil),     // 22: orchestrator.v1.StartSessionResponse
-	(*GetSessionRequest)(nil),        // 23: orchestrator.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),       // 24: orchestrator.v1.GetSessionResponse
-	(*ListSessionsRequest)(nil),      // 25: orchestrator.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),     // 26: orchestrator.v1.ListSessionsResponse
-	(*WatchSessionsRequest)(nil),     // 27: orchestrator.v1.WatchSessionsRequest
-	(*WatchSessionsResponse)(nil),    // 28: orchestrator.v1.WatchSessionsResponse
-	(*AcquireSessionRequest)(nil),    // 29: orchestrator.v1.AcquireSessionRequest
-	(*AcquireSessionResponse)(nil),   // 30: orchestrator.v1.AcquireSessionResponse
-	(*ConfigureBusRequest)(nil),      // 31: orchestrator.v1.ConfigureBusRequest
-	(*ConfigureBusResponse)(nil),     // 32: orchestrator.v1.ConfigureBusResponse
-	(*ExchangeRequest)(nil),          // 33: orchestrator.v1.ExchangeRequest
-	(*OpenChannel)(nil),              // 34: orchestrator.v1.OpenChannel
-	(*UdsRequest)(nil),               // 35: orchestrator.v1.UdsRequest
-	(*ExchangeResponse)(nil),         // 36: orchestrator.v1.ExchangeResponse
-	(*ChannelOpened)(nil),            // 37: orchestrator.v1.ChannelOpened
-	(*UdsResponse)(nil),              // 38: orchestrator.v1.UdsResponse
-	(*RequestError)(nil),             // 39: orchestrator.v1.RequestError
-	(*SendRequest)(nil),              // 40: orchestrator.v1.SendRequest
-	(*SendResponse)(nil),             // 41: orchestrator.v1.SendResponse
-	(*FinishSessionRequest)(nil),     // 42: orchestrator.v1.FinishSessionRequest
-	(*FinishSessionResponse)(nil),    // 43: orchestrator.v1.FinishSessionResponse
-	(*InterruptSessionRequest)(nil),  // 44: orchestrator.v1.InterruptSessionRequest
-	(*InterruptSessionResponse)(nil), // 45: orchestrator.v1.InterruptSessionResponse
-	(*timestamppb.Timestamp)(nil),    // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 47: google.protobuf.Duration
+	(SessionView)(0),                 // 6: orchestrator.v1.SessionView
+	(RequestErrorCode)(0),            // 7: orchestrator.v1.RequestErrorCode
+	(*Ticket)(nil),                   // 8: orchestrator.v1.Ticket
+	(*Connector)(nil),                // 9: orchestrator.v1.Connector
+	(*Session)(nil),                  // 10: orchestrator.v1.Session
+	(*Transition)(nil),               // 11: orchestrator.v1.Transition
+	(*LeaseInfo)(nil),                // 12: orchestrator.v1.LeaseInfo
+	(*Bus)(nil),                      // 13: orchestrator.v1.Bus
+	(*CanBus)(nil),                   // 14: orchestrator.v1.CanBus
+	(*KlineBus)(nil),                 // 15: orchestrator.v1.KlineBus
+	(*Channel)(nil),                  // 16: orchestrator.v1.Channel
+	(*FinishResult)(nil),             // 17: orchestrator.v1.FinishResult
+	(*ListTicketsRequest)(nil),       // 18: orchestrator.v1.ListTicketsRequest
+	(*ListTicketsResponse)(nil),      // 19: orchestrator.v1.ListTicketsResponse
+	(*ListConnectorsRequest)(nil),    // 20: orchestrator.v1.ListConnectorsRequest
+	(*ListConnectorsResponse)(nil),   // 21: orchestrator.v1.ListConnectorsResponse
+	(*StartSessionRequest)(nil),      // 22: orchestrator.v1.StartSessionRequest
+	(*StartSessionResponse)(nil),     // 23: orchestrator.v1.StartSessionResponse
+	(*GetSessionRequest)(nil),        // 24: orchestrator.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),       // 25: orchestrator.v1.GetSessionResponse
+	(*ListSessionsRequest)(nil),      // 26: orchestrator.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),     // 27: orchestrator.v1.ListSessionsResponse
+	(*WatchSessionsRequest)(nil),     // 28: orchestrator.v1.WatchSessionsRequest
+	(*WatchSessionsResponse)(nil),    // 29: orchestrator.v1.WatchSessionsResponse
+	(*AcquireSessionRequest)(nil),    // 30: orchestrator.v1.AcquireSessionRequest
+	(*AcquireSessionResponse)(nil),   // 31: orchestrator.v1.AcquireSessionResponse
+	(*ConfigureBusRequest)(nil),      // 32: orchestrator.v1.ConfigureBusRequest
+	(*ConfigureBusResponse)(nil),     // 33: orchestrator.v1.ConfigureBusResponse
+	(*ExchangeRequest)(nil),          // 34: orchestrator.v1.ExchangeRequest
+	(*OpenChannel)(nil),              // 35: orchestrator.v1.OpenChannel
+	(*UdsRequest)(nil),               // 36: orchestrator.v1.UdsRequest
+	(*ExchangeResponse)(nil),         // 37: orchestrator.v1.ExchangeResponse
+	(*ChannelOpened)(nil),            // 38: orchestrator.v1.ChannelOpened
+	(*UdsResponse)(nil),              // 39: orchestrator.v1.UdsResponse
+	(*RequestError)(nil),             // 40: orchestrator.v1.RequestError
+	(*SendRequest)(nil),              // 41: orchestrator.v1.SendRequest
+	(*SendResponse)(nil),             // 42: orchestrator.v1.SendResponse
+	(*FinishSessionRequest)(nil),     // 43: orchestrator.v1.FinishSessionRequest
+	(*FinishSessionResponse)(nil),    // 44: orchestrator.v1.FinishSessionResponse
+	(*InterruptSessionRequest)(nil),  // 45: orchestrator.v1.InterruptSessionRequest
+	(*InterruptSessionResponse)(nil), // 46: orchestrator.v1.InterruptSessionResponse
+	(*NotOwnerDetail)(nil),           // 47: orchestrator.v1.NotOwnerDetail
+	(*timestamppb.Timestamp)(nil),    // 48: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 49: google.protobuf.Duration
 }
 var file_orchestrator_v1_orchestrator_proto_depIdxs = []int32{
 	1,  // 0: orchestrator.v1.Ticket.state:type_name -> orchestrator.v1.TicketState
-	46, // 1: orchestrator.v1.Ticket.create_time:type_name -> google.protobuf.Timestamp
+	48, // 1: orchestrator.v1.Ticket.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: orchestrator.v1.Ticket.session_state:type_name -> orchestrator.v1.SessionState
 	0,  // 3: orchestrator.v1.Session.state:type_name -> orchestrator.v1.SessionState
-	46, // 4: orchestrator.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	46, // 5: orchestrator.v1.Session.update_time:type_name -> google.protobuf.Timestamp
-	11, // 6: orchestrator.v1.Session.lease:type_name -> orchestrator.v1.LeaseInfo
-	12, // 7: orchestrator.v1.Session.buses:type_name -> orchestrator.v1.Bus
-	16, // 8: orchestrator.v1.Session.result:type_name -> orchestrator.v1.FinishResult
-	10, // 9: orchestrator.v1.Session.history:type_name -> orchestrator.v1.Transition
+	48, // 4: orchestrator.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	48, // 5: orchestrator.v1.Session.update_time:type_name -> google.protobuf.Timestamp
+	12, // 6: orchestrator.v1.Session.lease:type_name -> orchestrator.v1.LeaseInfo
+	13, // 7: orchestrator.v1.Session.buses:type_name -> orchestrator.v1.Bus
+	17, // 8: orchestrator.v1.Session.result:type_name -> orchestrator.v1.FinishResult
+	11, // 9: orchestrator.v1.Session.history:type_name -> orchestrator.v1.Transition
 	0,  // 10: orchestrator.v1.Transition.from:type_name -> orchestrator.v1.SessionState
 	0,  // 11: orchestrator.v1.Transition.to:type_name -> orchestrator.v1.SessionState
-	46, // 12: orchestrator.v1.Transition.time:type_name -> google.protobuf.Timestamp
-	46, // 13: orchestrator.v1.LeaseInfo.expire_time:type_name -> google.protobuf.Timestamp
-	13, // 14: orchestrator.v1.Bus.can:type_name -> orchestrator.v1.CanBus
-	14, // 15: orchestrator.v1.Bus.kline:type_name -> orchestrator.v1.KlineBus
+	48, // 12: orchestrator.v1.Transition.time:type_name -> google.protobuf.Timestamp
+	48, // 13: orchestrator.v1.LeaseInfo.expire_time:type_name -> google.protobuf.Timestamp
+	14, // 14: orchestrator.v1.Bus.can:type_name -> orchestrator.v1.CanBus
+	15, // 15: orchestrator.v1.Bus.kline:type_name -> orchestrator.v1.KlineBus
 	2,  // 16: orchestrator.v1.CanBus.protocol:type_name -> orchestrator.v1.CanProtocol
 	3,  // 17: orchestrator.v1.Channel.padding:type_name -> orchestrator.v1.Padding
 	4,  // 18: orchestrator.v1.FinishResult.codes:type_name -> orchestrator.v1.ResultCode
 	5,  // 19: orchestrator.v1.FinishResult.user_feedback:type_name -> orchestrator.v1.UserFeedback
 	1,  // 20: orchestrator.v1.ListTicketsRequest.state:type_name -> orchestrator.v1.TicketState
-	7,  // 21: orchestrator.v1.ListTicketsResponse.tickets:type_name -> orchestrator.v1.Ticket
-	8,  // 22: orchestrator.v1.ListConnectorsResponse.connectors:type_name -> orchestrator.v1.Connector
-	9,  // 23: orchestrator.v1.StartSessionResponse.session:type_name -> orchestrator.v1.Session
-	9,  // 24: orchestrator.v1.GetSessionResponse.session:type_name -> orchestrator.v1.Session
+	8,  // 21: orchestrator.v1.ListTicketsResponse.tickets:type_name -> orchestrator.v1.Ticket
+	9,  // 22: orchestrator.v1.ListConnectorsResponse.connectors:type_name -> orchestrator.v1.Connector
+	10, // 23: orchestrator.v1.StartSessionResponse.session:type_name -> orchestrator.v1.Session
+	10, // 24: orchestrator.v1.GetSessionResponse.session:type_name -> orchestrator.v1.Session
 	0,  // 25: orchestrator.v1.ListSessionsRequest.states:type_name -> orchestrator.v1.SessionState
-	9,  // 26: orchestrator.v1.ListSessionsResponse.sessions:type_name -> orchestrator.v1.Session
-	9,  // 27: orchestrator.v1.WatchSessionsResponse.session:type_name -> orchestrator.v1.Session
-	10, // 28: orchestrator.v1.WatchSessionsResponse.transition:type_name -> orchestrator.v1.Transition
-	47, // 29: orchestrator.v1.AcquireSessionRequest.lease_ttl:type_name -> google.protobuf.Duration
-	9,  // 30: orchestrator.v1.AcquireSessionResponse.session:type_name -> orchestrator.v1.Session
-	46, // 31: orchestrator.v1.AcquireSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
-	12, // 32: orchestrator.v1.ConfigureBusRequest.buses:type_name -> orchestrator.v1.Bus
-	9,  // 33: orchestrator.v1.ConfigureBusResponse.session:type_name -> orchestrator.v1.Session
-	34, // 34: orchestrator.v1.ExchangeRequest.open:type_name -> orchestrator.v1.OpenChannel
-	35, // 35: orchestrator.v1.ExchangeRequest.request:type_name -> orchestrator.v1.UdsRequest
-	15, // 36: orchestrator.v1.OpenChannel.channel:type_name -> orchestrator.v1.Channel
-	47, // 37: orchestrator.v1.UdsRequest.timeout:type_name -> google.protobuf.Duration
-	37, // 38: orchestrator.v1.ExchangeResponse.opened:type_name -> orchestrator.v1.ChannelOpened
-	38, // 39: orchestrator.v1.ExchangeResponse.response:type_name -> orchestrator.v1.UdsResponse
-	9,  // 40: orchestrator.v1.ChannelOpened.session:type_name -> orchestrator.v1.Session
-	15, // 41: orchestrator.v1.ChannelOpened.channel:type_name -> orchestrator.v1.Channel
-	47, // 42: orchestrator.v1.UdsResponse.ecu_time:type_name -> google.protobuf.Duration
-	47, // 43: orchestrator.v1.UdsResponse.total_time:type_name -> google.protobuf.Duration
-	39, // 44: orchestrator.v1.UdsResponse.error:type_name -> orchestrator.v1.RequestError
-	6,  // 45: orchestrator.v1.RequestError.code:type_name -> orchestrator.v1.RequestErrorCode
-	15, // 46: orchestrator.v1.SendRequest.channel:type_name -> orchestrator.v1.Channel
-	47, // 47: orchestrator.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
-	47, // 48: orchestrator.v1.SendResponse.ecu_time:type_name -> google.protobuf.Duration
-	47, // 49: orchestrator.v1.SendResponse.total_time:type_name -> google.protobuf.Duration
-	16, // 50: orchestrator.v1.FinishSessionRequest.result:type_name -> orchestrator.v1.FinishResult
-	9,  // 51: orchestrator.v1.FinishSessionResponse.session:type_name -> orchestrator.v1.Session
-	9,  // 52: orchestrator.v1.InterruptSessionResponse.session:type_name -> orchestrator.v1.Session
-	17, // 53: orchestrator.v1.OrchestratorService.ListTickets:input_type -> orchestrator.v1.ListTicketsRequest
-	19, // 54: orchestrator.v1.OrchestratorService.ListConnectors:input_type -> orchestrator.v1.ListConnectorsRequest
-	21, // 55: orchestrator.v1.OrchestratorService.StartSession:input_type -> orchestrator.v1.StartSessionRequest
-	23, // 56: orchestrator.v1.OrchestratorService.GetSession:input_type -> orchestrator.v1.GetSessionRequest
-	25, // 57: orchestrator.v1.OrchestratorService.ListSessions:input_type -> orchestrator.v1.ListSessionsRequest
-	27, // 58: orchestrator.v1.OrchestratorService.WatchSessions:input_type -> orchestrator.v1.WatchSessionsRequest
-	29, // 59: orchestrator.v1.OrchestratorService.AcquireSession:input_type -> orchestrator.v1.AcquireSessionRequest
-	31, // 60: orchestrator.v1.OrchestratorService.ConfigureBus:input_type -> orchestrator.v1.ConfigureBusRequest
-	33, // 61: orchestrator.v1.OrchestratorService.Exchange:input_type -> orchestrator.v1.ExchangeRequest
-	40, // 62: orchestrator.v1.OrchestratorService.Send:input_type -> orchestrator.v1.SendRequest
-	42, // 63: orchestrator.v1.OrchestratorService.FinishSession:input_type -> orchestrator.v1.FinishSessionRequest
-	44, // 64: orchestrator.v1.OrchestratorService.InterruptSession:input_type -> orchestrator.v1.InterruptSessionRequest
-	18, // 65: orchestrator.v1.OrchestratorService.ListTickets:output_type -> orchestrator.v1.ListTicketsResponse
-	20, // 66: orchestrator.v1.OrchestratorService.ListConnectors:output_type -> orchestrator.v1.ListConnectorsResponse
-	22, // 67: orchestrator.v1.OrchestratorService.StartSession:output_type -> orchestrator.v1.StartSessionResponse
-	24, // 68: orchestrator.v1.OrchestratorService.GetSession:output_type -> orchestrator.v1.GetSessionResponse
-	26, // 69: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
-	28, // 70: orchestrator.v1.OrchestratorService.WatchSessions:output_type -> orchestrator.v1.WatchSessionsResponse
-	30, // 71: orchestrator.v1.OrchestratorService.AcquireSession:output_type -> orchestrator.v1.AcquireSessionResponse
-	32, // 72: orchestrator.v1.OrchestratorService.ConfigureBus:output_type -> orchestrator.v1.ConfigureBusResponse
-	36, // 73: orchestrator.v1.OrchestratorService.Exchange:output_type -> orchestrator.v1.ExchangeResponse
-	41, // 74: orchestrator.v1.OrchestratorService.Send:output_type -> orchestrator.v1.SendResponse
-	43, // 75: orchestrator.v1.OrchestratorService.FinishSession:output_type -> orchestrator.v1.FinishSessionResponse
-	45, // 76: orchestrator.v1.OrchestratorService.InterruptSession:output_type -> orchestrator.v1.InterruptSessionResponse
-	65, // [65:77] is the sub-list for method output_type
-	53, // [53:65] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	6,  // 26: orchestrator.v1.ListSessionsRequest.view:type_name -> orchestrator.v1.SessionView
+	10, // 27: orchestrator.v1.ListSessionsResponse.sessions:type_name -> orchestrator.v1.Session
+	10, // 28: orchestrator.v1.WatchSessionsResponse.session:type_name -> orchestrator.v1.Session
+	11, // 29: orchestrator.v1.WatchSessionsResponse.transition:type_name -> orchestrator.v1.Transition
+	49, // 30: orchestrator.v1.AcquireSessionRequest.lease_ttl:type_name -> google.protobuf.Duration
+	10, // 31: orchestrator.v1.AcquireSessionResponse.session:type_name -> orchestrator.v1.Session
+	48, // 32: orchestrator.v1.AcquireSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
+	13, // 33: orchestrator.v1.ConfigureBusRequest.buses:type_name -> orchestrator.v1.Bus
+	10, // 34: orchestrator.v1.ConfigureBusResponse.session:type_name -> orchestrator.v1.Session
+	35, // 35: orchestrator.v1.ExchangeRequest.open:type_name -> orchestrator.v1.OpenChannel
+	36, // 36: orchestrator.v1.ExchangeRequest.request:type_name -> orchestrator.v1.UdsRequest
+	16, // 37: orchestrator.v1.OpenChannel.channel:type_name -> orchestrator.v1.Channel
+	49, // 38: orchestrator.v1.UdsRequest.timeout:type_name -> google.protobuf.Duration
+	38, // 39: orchestrator.v1.ExchangeResponse.opened:type_name -> orchestrator.v1.ChannelOpened
+	39, // 40: orchestrator.v1.ExchangeResponse.response:type_name -> orchestrator.v1.UdsResponse
+	10, // 41: orchestrator.v1.ChannelOpened.session:type_name -> orchestrator.v1.Session
+	16, // 42: orchestrator.v1.ChannelOpened.channel:type_name -> orchestrator.v1.Channel
+	49, // 43: orchestrator.v1.UdsResponse.ecu_time:type_name -> google.protobuf.Duration
+	49, // 44: orchestrator.v1.UdsResponse.total_time:type_name -> google.protobuf.Duration
+	40, // 45: orchestrator.v1.UdsResponse.error:type_name -> orchestrator.v1.RequestError
+	7,  // 46: orchestrator.v1.RequestError.code:type_name -> orchestrator.v1.RequestErrorCode
+	16, // 47: orchestrator.v1.SendRequest.channel:type_name -> orchestrator.v1.Channel
+	49, // 48: orchestrator.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
+	49, // 49: orchestrator.v1.SendResponse.ecu_time:type_name -> google.protobuf.Duration
+	49, // 50: orchestrator.v1.SendResponse.total_time:type_name -> google.protobuf.Duration
+	17, // 51: orchestrator.v1.FinishSessionRequest.result:type_name -> orchestrator.v1.FinishResult
+	10, // 52: orchestrator.v1.FinishSessionResponse.session:type_name -> orchestrator.v1.Session
+	10, // 53: orchestrator.v1.InterruptSessionResponse.session:type_name -> orchestrator.v1.Session
+	18, // 54: orchestrator.v1.OrchestratorService.ListTickets:input_type -> orchestrator.v1.ListTicketsRequest
+	20, // 55: orchestrator.v1.OrchestratorService.ListConnectors:input_type -> orchestrator.v1.ListConnectorsRequest
+	22, // 56: orchestrator.v1.OrchestratorService.StartSession:input_type -> orchestrator.v1.StartSessionRequest
+	24, // 57: orchestrator.v1.OrchestratorService.GetSession:input_type -> orchestrator.v1.GetSessionRequest
+	26, // 58: orchestrator.v1.OrchestratorService.ListSessions:input_type -> orchestrator.v1.ListSessionsRequest
+	28, // 59: orchestrator.v1.OrchestratorService.WatchSessions:input_type -> orchestrator.v1.WatchSessionsRequest
+	30, // 60: orchestrator.v1.OrchestratorService.AcquireSession:input_type -> orchestrator.v1.AcquireSessionRequest
+	32, // 61: orchestrator.v1.OrchestratorService.ConfigureBus:input_type -> orchestrator.v1.ConfigureBusRequest
+	34, // 62: orchestrator.v1.OrchestratorService.Exchange:input_type -> orchestrator.v1.ExchangeRequest
+	41, // 63: orchestrator.v1.OrchestratorService.Send:input_type -> orchestrator.v1.SendRequest
+	43, // 64: orchestrator.v1.OrchestratorService.FinishSession:input_type -> orchestrator.v1.FinishSessionRequest
+	45, // 65: orchestrator.v1.OrchestratorService.InterruptSession:input_type -> orchestrator.v1.InterruptSessionRequest
+	19, // 66: orchestrator.v1.OrchestratorService.ListTickets:output_type -> orchestrator.v1.ListTicketsResponse
+	21, // 67: orchestrator.v1.OrchestratorService.ListConnectors:output_type -> orchestrator.v1.ListConnectorsResponse
+	23, // 68: orchestrator.v1.OrchestratorService.StartSession:output_type -> orchestrator.v1.StartSessionResponse
+	25, // 69: orchestrator.v1.OrchestratorService.GetSession:output_type -> orchestrator.v1.GetSessionResponse
+	27, // 70: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
+	29, // 71: orchestrator.v1.OrchestratorService.WatchSessions:output_type -> orchestrator.v1.WatchSessionsResponse
+	31, // 72: orchestrator.v1.OrchestratorService.AcquireSession:output_type -> orchestrator.v1.AcquireSessionResponse
+	33, // 73: orchestrator.v1.OrchestratorService.ConfigureBus:output_type -> orchestrator.v1.ConfigureBusResponse
+	37, // 74: orchestrator.v1.OrchestratorService.Exchange:output_type -> orchestrator.v1.ExchangeResponse
+	42, // 75: orchestrator.v1.OrchestratorService.Send:output_type -> orchestrator.v1.SendResponse
+	44, // 76: orchestrator.v1.OrchestratorService.FinishSession:output_type -> orchestrator.v1.FinishSessionResponse
+	46, // 77: orchestrator.v1.OrchestratorService.InterruptSession:output_type -> orchestrator.v1.InterruptSessionResponse
+	66, // [66:78] is the sub-list for method output_type
+	54, // [54:66] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_orchestrator_v1_orchestrator_proto_init() }
@@ -3887,8 +4073,8 @@ func file_orchestrator_v1_orchestrator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchestrator_v1_orchestrator_proto_rawDesc), len(file_orchestrator_v1_orchestrator_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   39,
+			NumEnums:      8,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
