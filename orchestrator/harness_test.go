@@ -195,7 +195,7 @@ func testCtx(t testing.TB) context.Context {
 func (r *replica) waitSessions(ctx context.Context, t testing.TB, state orchestratorv1.SessionState, n int) []*orchestratorv1.Session {
 	t.Helper()
 	for {
-		resp, err := r.client.ListSessions(ctx, &orchestratorv1.ListSessionsRequest{States: []orchestratorv1.SessionState{state}, PageSize: 1000})
+		resp, err := r.client.ListSessions(ctx, &orchestratorv1.ListSessionsRequest{States: []orchestratorv1.SessionState{state}, PageSize: 1000, View: orchestratorv1.SessionView_SESSION_VIEW_FULL})
 		if err == nil && len(resp.GetSessions()) >= n {
 			return resp.GetSessions()
 		}

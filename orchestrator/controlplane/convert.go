@@ -16,7 +16,16 @@ import (
 // The numbers of session.State and orchestratorv1.SessionState are equal by
 // design; the conversions below are plain casts checked by a test.
 
+// sessionToProto converts a record with every field, history included:
+// the FULL view, which GetSession and the streams return.
 func sessionToProto(r *session.Record) *orchestratorv1.Session {
+	return sessionViewToProto(r, true)
+}
+
+// sessionViewToProto converts a record; without history it is the BASIC
+// view of lists, which leaves out the part of a record that grows with
+// every transition.
+func sessionViewToProto(r *session.Record, history bool) *orchestratorv1.Session {
 	if r == nil {
 		return nil
 	}
@@ -38,7 +47,6 @@ func sessionToProto(r *session.Record) *orchestratorv1.Session {
 		Owner:            r.Owner,
 		RequestId:        r.RequestID,
 		Buses:            busesToProto(r.Buses),
-		History:          make([]*orchestratorv1.Transition, len(r.History)),
 	}
 	if r.Lease != nil {
 		s.Lease = &orchestratorv1.LeaseInfo{Holder: r.Lease.Holder, ExpireTime: timestamp(r.Lease.ExpireAt)}
@@ -46,10 +54,25 @@ func sessionToProto(r *session.Record) *orchestratorv1.Session {
 	if r.Result != nil {
 		s.Result = resultToProto(r.Result)
 	}
-	for i := range r.History {
-		s.History[i] = transitionToProto(&r.History[i])
+	if history {
+		s.History = make([]*orchestratorv1.Transition, len(r.History))
+		for i := range r.History {
+			s.History[i] = transitionToProto(&r.History[i])
+		}
 	}
 	return s
+}
+
+// fullView reports whether a list asked for the FULL view; BASIC is the
+// default. An unknown view is an error naming the field.
+func fullView(v orchestratorv1.SessionView) (bool, error) {
+	switch v {
+	case orchestratorv1.SessionView_SESSION_VIEW_UNSPECIFIED, orchestratorv1.SessionView_SESSION_VIEW_BASIC:
+		return false, nil
+	case orchestratorv1.SessionView_SESSION_VIEW_FULL:
+		return true, nil
+	}
+	return false, fieldError("view", "unknown session view %d (want BASIC or FULL)", v)
 }
 
 func transitionToProto(t *session.Transition) *orchestratorv1.Transition {

@@ -184,13 +184,17 @@ func (s *Service) ListSessions(ctx context.Context, req *orchestratorv1.ListSess
 	if err != nil {
 		return nil, err
 	}
+	full, err := fullView(req.GetView())
+	if err != nil {
+		return nil, err
+	}
 	recs, next, err := s.core.ListSessions(ctx, f, page)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &orchestratorv1.ListSessionsResponse{NextPageToken: next, Sessions: make([]*orchestratorv1.Session, len(recs))}
 	for i, r := range recs {
-		resp.Sessions[i] = sessionToProto(r)
+		resp.Sessions[i] = sessionViewToProto(r, full)
 	}
 	return resp, nil
 }
