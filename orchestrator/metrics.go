@@ -109,3 +109,44 @@ func (m *metrics) retried(ctx context.Context, kind string) {
 func (m *metrics) reconciled(result string) {
 	m.reconciles.Add(context.Background(), 1, resultAttrs[result])
 }
+
+// queueMetrics instrument the reconcile work queue: its depth (observed at
+// collection time), the keys added to it and the retries scheduled.
+type queueMetrics struct {
+	adds    metric.Int64Counter
+	retries metric.Int64Counter
+	depth   metric.Registration
+}
+
+func newQueueMetrics(q *queue) *queueMetrics {
+	m := otel.Meter("github.com/obdorch/obdorch/orchestrator")
+	out := &queueMetrics{}
+	var errs [4]error
+	out.adds, errs[0] = m.Int64Counter("obdorch.queue.adds",
+		metric.WithDescription("Keys added to the reconcile queue (a key already queued is not counted again)."), metric.WithUnit("{key}"))
+	out.retries, errs[1] = m.Int64Counter("obdorch.queue.retries",
+		metric.WithDescription("Reconciles scheduled again after a backoff."), metric.WithUnit("{retry}"))
+	depth, err := m.Int64ObservableGauge("obdorch.queue.depth",
+		metric.WithDescription("Keys waiting in the reconcile queue."), metric.WithUnit("{key}"))
+	errs[2] = err
+	if err == nil {
+		out.depth, errs[3] = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			o.ObserveInt64(depth, int64(q.Len()))
+			return nil
+		}, depth)
+	}
+	if err := errors.Join(errs[:]...); err != nil {
+		otel.Handle(err)
+	}
+	return out
+}
+
+func (m *queueMetrics) added()   { m.adds.Add(context.Background(), 1) }
+func (m *queueMetrics) retried() { m.retries.Add(context.Background(), 1) }
+
+// close stops observing the queue's depth.
+func (m *queueMetrics) close() {
+	if m.depth != nil {
+		_ = m.depth.Unregister()
+	}
+}

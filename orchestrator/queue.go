@@ -21,6 +21,7 @@ type queue struct {
 	backoffs   map[string]*backoff.ExponentialBackOff
 	timers     map[string]*time.Timer
 	closed     bool
+	metrics    *queueMetrics
 
 	initial, max time.Duration
 }
@@ -36,6 +37,7 @@ func newQueue(initial, max time.Duration) *queue {
 		max:        max,
 	}
 	q.cond = sync.NewCond(&q.mu)
+	q.metrics = newQueueMetrics(q)
 	return q
 }
 
@@ -63,6 +65,7 @@ func (q *queue) addLocked(key string) {
 	}
 	q.queued[key] = true
 	q.items = append(q.items, key)
+	q.metrics.added()
 	q.cond.Signal()
 }
 
@@ -102,6 +105,7 @@ func (q *queue) Retry(key string) time.Duration {
 	}
 	d := b.NextBackOff()
 	q.mu.Unlock()
+	q.metrics.retried()
 	q.AddAfter(key, d)
 	return d
 }
@@ -156,6 +160,7 @@ func (q *queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
+	q.metrics.close()
 	for k, t := range q.timers {
 		t.Stop()
 		delete(q.timers, k)

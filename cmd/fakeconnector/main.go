@@ -22,6 +22,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/obdorch/obdorch/cmd/internal/buildinfo"
 	"github.com/obdorch/obdorch/connector/fake"
 	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
 )
@@ -158,6 +159,10 @@ func main() {
 
 // run serves the fakes until ctx ends and returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if buildinfo.Requested(args) {
+		fmt.Fprintln(stdout, buildinfo.Read().String("fakeconnector"))
+		return 0
+	}
 	var c config
 	fs := flag.NewFlagSet("fakeconnector", flag.ContinueOnError)
 	fs.SetOutput(stderr)

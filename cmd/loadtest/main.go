@@ -28,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/obdorch/obdorch/cmd/internal/buildinfo"
 	"github.com/obdorch/obdorch/orchestrator/telemetry"
 )
 
@@ -54,6 +55,10 @@ type runner struct {
 
 // run is the whole program; it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if buildinfo.Requested(args) {
+		fmt.Fprintln(stdout, buildinfo.Read().String("loadtest"))
+		return exitOK
+	}
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK

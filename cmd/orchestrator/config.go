@@ -185,7 +185,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 }
 
 func usage(fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprintf(w, "Usage: orchestrator [flags]\n\nThe openOBD session orchestrator. Every flag has an environment twin, shown in brackets.\n")
+	fmt.Fprintf(w, "Usage: orchestrator [flags]\n       orchestrator --version\n\nThe openOBD session orchestrator. Every flag has an environment twin, shown in brackets.\n")
 	seen := map[string]bool{}
 	for _, g := range flagGroups {
 		fmt.Fprintf(w, "\n%s:\n", g.name)

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/obdorch/obdorch/cmd/internal/buildinfo"
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
 	"github.com/obdorch/obdorch/orchestrator"
@@ -47,6 +48,10 @@ func main() {
 
 // run is the whole program; it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if buildinfo.Requested(args) {
+		fmt.Fprintln(stdout, buildinfo.Read().String("orchestrator"))
+		return 0
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -57,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	level, _ := parseLevel(cfg.logLevel)
 	log := slog.New(telemetry.NewLogHandler(stderr, cfg.logFormat, level))
-	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "obdorch", Getenv: getenv, Console: stderr, Logger: log})
+	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "obdorch", ServiceVersion: buildinfo.Read().Short(), Getenv: getenv, Console: stderr, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "orchestrator: telemetry: %v\n", err)
 		return 2

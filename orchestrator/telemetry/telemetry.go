@@ -13,11 +13,16 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+	otelruntime "go.opentelemetry.io/contrib/instrumentation/runtime"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -46,6 +51,16 @@ type Config struct {
 	// Console receives the output of the console exporters (default
 	// os.Stderr).
 	Console io.Writer
+	// Prometheus, when set, also receives every metric for scraping: an
+	// OpenTelemetry Prometheus exporter registered on it reads the same
+	// meter provider as the OTLP or console exporter, whatever
+	// OTEL_METRICS_EXPORTER says. Go runtime metrics (runtime.go.* and
+	// go.*) and the build_info gauge are recorded whenever metrics are
+	// exported at all.
+	Prometheus prometheus.Registerer
+	// BuildInfo labels the build_info gauge (value 1), e.g. version,
+	// revision and go_version; none: no gauge.
+	BuildInfo map[string]string
 	// Logger receives what was set up and, once set, the errors
 	// OpenTelemetry reports in the background such as failed exports
 	// (default: no setup log, background errors on OpenTelemetry's default
@@ -134,12 +149,15 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	if tp != nil {
 		stops = append(stops, tp.Shutdown)
 	}
-	mp, err := meterProvider(ctx, metrics, res, console)
+	mp, err := meterProvider(ctx, metrics, res, console, cfg.Prometheus)
 	if err != nil {
 		return nil, errors.Join(err, stopAll(ctx))
 	}
 	if mp != nil {
 		stops = append(stops, mp.Shutdown)
+		if err := processMetrics(mp, cfg.BuildInfo); err != nil {
+			return nil, errors.Join(err, stopAll(ctx))
+		}
 	}
 
 	if cfg.Logger != nil {
@@ -154,7 +172,7 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	if mp != nil {
 		otel.SetMeterProvider(mp)
 	}
-	logger.InfoContext(ctx, "telemetry set up", "service_name", name, "traces_exporter", traces, "metrics_exporter", metrics)
+	logger.InfoContext(ctx, "telemetry set up", "service_name", name, "traces_exporter", traces, "metrics_exporter", metrics, "prometheus", cfg.Prometheus != nil)
 
 	var (
 		once        sync.Once
@@ -220,16 +238,16 @@ func tracerProvider(ctx context.Context, exporter string, res *resource.Resource
 	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), nil
 }
 
-// meterProvider builds the meter provider for the chosen exporter, or nil for
-// none. The export interval follows OTEL_METRIC_EXPORT_INTERVAL.
-func meterProvider(ctx context.Context, exporter string, res *resource.Resource, console io.Writer) (*sdkmetric.MeterProvider, error) {
+// meterProvider builds the meter provider for the chosen exporter and the
+// Prometheus registry, or nil for neither. The export interval follows
+// OTEL_METRIC_EXPORT_INTERVAL.
+func meterProvider(ctx context.Context, exporter string, res *resource.Resource, console io.Writer, reg prometheus.Registerer) (*sdkmetric.MeterProvider, error) {
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res)}
 	var (
 		exp sdkmetric.Exporter
 		err error
 	)
 	switch exporter {
-	case ExporterNone:
-		return nil, nil
 	case ExporterOTLP:
 		exp, err = otlpmetricgrpc.New(ctx)
 	case ExporterConsole:
@@ -238,5 +256,47 @@ func meterProvider(ctx context.Context, exporter string, res *resource.Resource,
 	if err != nil {
 		return nil, fmt.Errorf("%s metric exporter: %w", exporter, err)
 	}
-	return sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)), sdkmetric.WithResource(res)), nil
+	if exp != nil {
+		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
+	}
+	if reg != nil {
+		prom, err := otelprom.New(otelprom.WithRegisterer(reg))
+		if err != nil {
+			return nil, fmt.Errorf("prometheus metric exporter: %w", err)
+		}
+		opts = append(opts, sdkmetric.WithReader(prom))
+	}
+	if exp == nil && reg == nil {
+		return nil, nil
+	}
+	return sdkmetric.NewMeterProvider(opts...), nil
+}
+
+// BuildInfoMetric is the name of the gauge that labels the build.
+const BuildInfoMetric = "build_info"
+
+// processMetrics records the Go runtime's metrics and the build_info gauge
+// on mp. Both are read at collection time; neither starts a goroutine.
+func processMetrics(mp *sdkmetric.MeterProvider, build map[string]string) error {
+	if err := otelruntime.Start(otelruntime.WithMeterProvider(mp)); err != nil {
+		return fmt.Errorf("runtime metrics: %w", err)
+	}
+	if len(build) == 0 {
+		return nil
+	}
+	kvs := make([]attribute.KeyValue, 0, len(build))
+	for k, v := range build {
+		kvs = append(kvs, attribute.String(k, v))
+	}
+	labels := metric.WithAttributeSet(attribute.NewSet(kvs...))
+	_, err := mp.Meter("github.com/obdorch/obdorch/orchestrator/telemetry").Int64ObservableGauge(BuildInfoMetric,
+		metric.WithDescription("Always 1; the labels name the running build."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(1, labels)
+			return nil
+		}))
+	if err != nil {
+		return fmt.Errorf("build_info metric: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,63 @@
+package orchestrator
+
+import (
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// TestQueueMetrics proves the reconcile queue reports its depth, the keys
+// added and the retries scheduled, and stops reporting its depth once closed.
+func TestQueueMetrics(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	prev := otel.GetMeterProvider()
+	otel.SetMeterProvider(provider)
+	t.Cleanup(func() {
+		otel.SetMeterProvider(prev)
+		_ = provider.Shutdown(t.Context())
+	})
+	collect := func() map[string]int64 {
+		t.Helper()
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(t.Context(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				switch d := m.Data.(type) {
+				case metricdata.Sum[int64]:
+					for _, p := range d.DataPoints {
+						got[m.Name] += p.Value
+					}
+				case metricdata.Gauge[int64]:
+					for _, p := range d.DataPoints {
+						got[m.Name] += p.Value
+					}
+				}
+			}
+		}
+		return got
+	}
+
+	q := newQueue(time.Hour, time.Hour) // the retry stays pending
+	q.Add("a")
+	q.Add("a") // already queued: not an add
+	q.Add("b")
+	q.Retry("c")
+	got := collect()
+	want := map[string]int64{"obdorch.queue.adds": 2, "obdorch.queue.retries": 1, "obdorch.queue.depth": 2}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s = %d, want %d", name, got[name], w)
+		}
+	}
+	q.Close()
+	if _, ok := collect()["obdorch.queue.depth"]; ok {
+		t.Error("obdorch.queue.depth still observed after Close")
+	}
+}
