@@ -16,12 +16,13 @@ $(BUF):
 	npm install --no-save --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
 .PHONY: generate
-generate: $(BUF) ## regenerate gen/ from proto/
+generate: $(BUF) ## regenerate the Go code in gen/ from proto/
+	find gen -name '*.pb.go' -delete
 	$(BUF) generate
 
 .PHONY: check-generate
-check-generate: generate ## fail if gen/ is not what proto/ generates
-	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ is stale: run make generate and commit"; exit 1; }
+check-generate: generate ## fail if the Go code in gen/ is not what proto/ generates
+	@test -z "$$(git status --porcelain -- gen ':!gen/python')" || { git status --porcelain -- gen ':!gen/python'; echo "gen/ is stale: run make generate and commit"; exit 1; }
 
 .PHONY: lint-proto
 lint-proto: $(BUF) ## buf lint and buf format
@@ -43,3 +44,15 @@ test: ## the test suite, with the race detector
 .PHONY: run
 run: ## run the orchestrator in demo mode
 	go run ./cmd/orchestrator --demo
+
+# --- Python stubs of the control plane (gen/python) ---
+# Needs Debian's protobuf-compiler and protobuf-compiler-grpc (protoc and
+# grpc_python_plugin on PATH).
+
+.PHONY: generate-python
+generate-python: $(BUF) ## regenerate the Python stubs in gen/python from proto/orchestrator
+	$(BUF) generate --template buf.gen.python.yaml --path proto/orchestrator
+
+.PHONY: check-generate-python
+check-generate-python: generate-python ## fail if gen/python is not what proto/orchestrator generates
+	@test -z "$$(git status --porcelain -- gen/python)" || { git status --porcelain -- gen/python; echo "gen/python is stale: run make generate-python and commit"; exit 1; }

@@ -83,27 +83,53 @@
 // Every connector has a Vehicle with the VIN of its Target. Its ECUs
 // (Options.ECUs, default DefaultECUs):
 //
-//	name          request  response  stored DTCs (code, status)
-//	engine        0x7E0    0x7E8     P0301 0x2F, P0420 0x08
-//	transmission  0x7E1    0x7E9     P0700 0x09
-//	body          0x7E2    0x7EA     B1234 0x28
+//	name          request  response  DTCs (code, status; 00: supported, not stored)
+//	engine        0x7E0    0x7E8     P0301 0x2F, P0420 0x08, P0171 0x00
+//	transmission  0x7E1    0x7E9     P0700 0x09, P0715 0x00
+//	body          0x7E2    0x7EA     B1234 0x28, B1001 0x00
 //
 // UDS services of every ECU (negative answers are 7F <sid> <nrc>):
 //
 //	0x10 session control  01 default, 02 programming, 03 extended; answer
 //	                      50 <s> 00 32 01 F4. A non-default session falls
 //	                      back to default 5 s after the last request (S3).
+//	                      Every session change locks security access again,
+//	                      returns controlled outputs to the ECU and stops
+//	                      the self test.
 //	0x11 ECU reset        01, 02, 03; back to the default session.
-//	0x19 read DTCs        01 count and 02 list by status mask.
+//	0x14 clear DTCs       FFFFFF (all) or one DTC; answer 54. A cleared DTC
+//	                      keeps status 0x50 (tests not completed), as in
+//	                      ISO 14229-1; 31 for a DTC the ECU does not know.
+//	0x19 read DTCs        01 count and 02 list by status mask, 0A every
+//	                      supported DTC; status availability mask FF.
 //	0x22 read data        F190 VIN, F18C serial, F187 part number, F186
-//	                      active session, 0101 coding, 1234 a 4000-byte record;
+//	                      active session, 0101 coding, F198 repair shop
+//	                      code, 0201 fan duty (%), 1234 a 4000-byte record;
 //	                      several DIDs per request; 14 if the answer would
 //	                      exceed 4095 bytes.
-//	0x2E write data       0101 (4 bytes) in the extended session only: 7F
-//	                      outside it, 13 for a bad length, 31 for other DIDs.
+//	0x27 security access  level 01/02 in the extended or programming
+//	                      session (7F in the default one): 27 01 gives a
+//	                      4-byte seed (zeros when already unlocked), 27 02
+//	                      <key> unlocks with DemoSecurityKey(seed). 24 for
+//	                      a key without a seed, 35 for a wrong key, 36 at
+//	                      the third wrong key in a row, then 37 for
+//	                      SecurityDelay (10 s).
+//	0x2E write data       0101 (4 bytes) and F198 (10 bytes, needs security
+//	                      access: 33 otherwise) in the extended session only:
+//	                      7F outside it, 13 for a bad length, 31 for other
+//	                      DIDs.
+//	0x2F I/O control      0201 fan duty in the extended session (7F outside)
+//	                      with security access (33): 00 return control to
+//	                      the ECU (40 %), 01 reset to default (0 %), 02
+//	                      freeze, 03 <0-100> short-term adjustment; answer
+//	                      6F 02 01 <param> <duty>.
 //	0x31 routine control  FF00: start (01) answers 78 RoutinePending times
 //	                      (default 3, RoutinePendingSpacing apart) then
 //	                      71 01 FF 00 00; stop (02) and results (03) at once.
+//	                      0203 self test, extended session (31 outside)
+//	                      with security access (33): start 71 01 02 03 00,
+//	                      results 71 03 02 03 00 00 once started, stop
+//	                      while running; 24 otherwise.
 //	0x3E tester present   00 answers 7E 00; 80 suppresses the answer.
 //	other                 11 serviceNotSupported; 12 for unknown
 //	                      sub-functions, 13 for wrong lengths, 31 for unknown

@@ -65,6 +65,42 @@ func TestVehicleUDS(t *testing.T) {
 		{"unknown routine", []step{{0, "31011234", []string{"7F3131"}}}},
 		{"routine bad sub-function and length", []step{{0, "3104FF00", []string{"7F3112"}}, {0, "3101FF", []string{"7F3113"}}}},
 		{"unknown service", []step{{0, "AA", []string{"7FAA11"}}, {0, "50", []string{"7F5011"}}}},
+		{"supported DTCs", []step{{0, "190A", []string{"590AFF0301002F0420000801710000"}}, {0, "190A00", []string{"7F1913"}}}},
+		{"clear all DTCs", []step{
+			{0, "14FFFFFF", []string{"54"}},
+			{0, "1902FF", []string{"5902FF0301005004200050"}},
+			{0, "190A", []string{"590AFF030100500420005001710000"}},
+		}},
+		{"clear one DTC", []step{{0, "14030100", []string{"54"}}, {0, "1902FF", []string{"5902FF0301005004200008"}}}},
+		{"clear unknown DTC or bad length", []step{{0, "14123456", []string{"7F1431"}}, {0, "14FFFF", []string{"7F1413"}}}},
+		{"security access in the default session", []step{{0, "2701", []string{"7F277F"}}}},
+		{"security access wrong use", []step{
+			{0, "1003", []string{"5003003201F4"}},
+			{0, "270200000000", []string{"7F2724"}},
+			{0, "2703", []string{"7F2712"}},
+			{0, "270100", []string{"7F2713"}},
+			{0, "270200", []string{"7F2713"}},
+			{0, "27", []string{"7F2713"}},
+		}},
+		{"fan duty", []step{{0, "220201", []string{"62020128"}}}},
+		{"io control in the default session", []step{{0, "2F02010332", []string{"7F2F7F"}}}},
+		{"io control wrong use", []step{
+			{0, "1003", []string{"5003003201F4"}},
+			{0, "2F02010332", []string{"7F2F33"}},
+			{0, "2FABCD00", []string{"7F2F31"}},
+			{0, "2F020104", []string{"7F2F31"}},
+			{0, "2F020103", []string{"7F2F13"}},
+			{0, "2F0201", []string{"7F2F13"}},
+		}},
+		{"write secured DID without security access", []step{
+			{0, "1003", []string{"5003003201F4"}},
+			{0, "2EF198" + hexOf("1234567890"), []string{"7F2E33"}},
+		}},
+		{"self test needs the extended session and security access", []step{
+			{0, "31010203", []string{"7F3131"}},
+			{0, "1003", []string{"5003003201F4"}},
+			{0, "31010203", []string{"7F3133"}},
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,5 +191,126 @@ func TestDecodePayload(t *testing.T) {
 		if (err == nil) != tc.ok || (tc.ok && fake.EncodePayload(b) != tc.want) {
 			t.Errorf("DecodePayload(%.12q) = %X, %v; want %.12s, ok %v", tc.in, b, err, tc.want, tc.ok)
 		}
+	}
+}
+
+// unlock runs the seed and key exchange of security access at time now and
+// fails the test unless the ECU grants it.
+func unlock(t *testing.T, v *fake.Vehicle, now time.Time) {
+	t.Helper()
+	_, replies, _ := v.Handle(now, 0x7E0, []byte{0x27, 0x01})
+	if len(replies) != 1 || len(replies[0].Payload) != 6 || replies[0].Payload[0] != 0x67 {
+		t.Fatalf("requestSeed = %v, want 67 01 and a 4-byte seed", replies)
+	}
+	req := append([]byte{0x27, 0x02}, fake.DemoSecurityKey(replies[0].Payload[2:])...)
+	_, replies, _ = v.Handle(now, 0x7E0, req)
+	if len(replies) != 1 || fake.EncodePayload(replies[0].Payload) != "6702" {
+		t.Fatalf("sendKey = %v, want 67 02", replies)
+	}
+}
+
+// run sends the steps to the engine ECU from start and checks each answer.
+func run(t *testing.T, v *fake.Vehicle, start time.Time, steps []step) {
+	t.Helper()
+	for _, s := range steps {
+		req, err := hex.DecodeString(s.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, replies, _ := v.Handle(start.Add(s.at), 0x7E0, req)
+		var got []string
+		for _, r := range replies {
+			got = append(got, fake.EncodePayload(r.Payload))
+		}
+		if strings.Join(got, " ") != strings.Join(s.want, " ") {
+			t.Fatalf("Handle(%s) at +%v = %v, want %v", s.req, s.at, got, s.want)
+		}
+	}
+}
+
+func TestVehicleSecurityAccess(t *testing.T) {
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	t.Run("unlocked services", func(t *testing.T) {
+		v := fake.NewVehicle(fake.VehicleOptions{})
+		run(t, v, start, []step{{0, "1003", []string{"5003003201F4"}}})
+		unlock(t, v, start)
+		run(t, v, start, []step{
+			{0, "2701", []string{"670100000000"}}, // already unlocked: zero seed
+			{0, "2F02010332", []string{"6F02010332"}},
+			{0, "220201", []string{"62020132"}},
+			{0, "2F02010200", []string{"7F2F13"}},
+			{0, "2F020102", []string{"6F02010232"}},
+			{0, "2F02010365", []string{"7F2F31"}},
+			{0, "2F020101", []string{"6F02010100"}},
+			{0, "2F020100", []string{"6F02010028"}},
+			{0, "2EF198" + hexOf("1234567890"), []string{"6EF198"}},
+			{0, "22F198", []string{"62F198" + hexOf("1234567890")}},
+			{0, "31030203", []string{"7F3124"}},
+			{0, "31020203", []string{"7F3124"}},
+			{0, "31010203", []string{"7101020300"}},
+			{0, "31030203", []string{"710302030000"}},
+			{0, "31020203", []string{"7102020300"}},
+			{0, "31020203", []string{"7F3124"}},
+			{0, "2F02010332", []string{"6F02010332"}},
+			// A session change locks again and returns the output to the ECU.
+			{0, "1003", []string{"5003003201F4"}},
+			{0, "2F02010332", []string{"7F2F33"}},
+			{0, "220201", []string{"62020128"}},
+		})
+	})
+	t.Run("S3 timeout locks", func(t *testing.T) {
+		v := fake.NewVehicle(fake.VehicleOptions{})
+		run(t, v, start, []step{{0, "1003", []string{"5003003201F4"}}})
+		unlock(t, v, start)
+		run(t, v, start, []step{
+			{4 * time.Second, "3E80", nil},
+			{8 * time.Second, "2F02010332", []string{"6F02010332"}},
+			{14 * time.Second, "22F186", []string{"62F18601"}},
+			{14 * time.Second, "1003", []string{"5003003201F4"}},
+			{14 * time.Second, "2F02010332", []string{"7F2F33"}},
+		})
+	})
+	t.Run("wrong keys", func(t *testing.T) {
+		v := fake.NewVehicle(fake.VehicleOptions{})
+		run(t, v, start, []step{{0, "1003", []string{"5003003201F4"}}})
+		for i, want := range []string{"7F2735", "7F2735", "7F2736"} {
+			_, replies, _ := v.Handle(start, 0x7E0, []byte{0x27, 0x01})
+			if len(replies) != 1 || len(replies[0].Payload) != 6 {
+				t.Fatalf("attempt %d: requestSeed = %v", i, replies)
+			}
+			key := fake.DemoSecurityKey(replies[0].Payload[2:])
+			key[0] ^= 0xFF
+			_, replies, _ = v.Handle(start, 0x7E0, append([]byte{0x27, 0x02}, key...))
+			if got := fake.EncodePayload(replies[0].Payload); got != want {
+				t.Fatalf("attempt %d: sendKey(wrong key) = %s, want %s", i, got, want)
+			}
+		}
+		run(t, v, start, []step{
+			{time.Second, "2701", []string{"7F2737"}},
+			{4 * time.Second, "3E80", nil},
+			{8 * time.Second, "3E80", nil},
+			{fake.SecurityDelay - time.Millisecond, "2701", []string{"7F2737"}},
+		})
+		_, replies, _ := v.Handle(start.Add(fake.SecurityDelay), 0x7E0, []byte{0x27, 0x01})
+		if len(replies) != 1 || len(replies[0].Payload) != 6 {
+			t.Fatalf("requestSeed after the delay = %v, want a seed", replies)
+		}
+	})
+}
+
+func TestDemoSecurityKey(t *testing.T) {
+	tests := []struct{ seed, key string }{
+		{"00000001", "4F424447"},
+		{"80000000", "4F42444B"},
+		{"12345678", "DEE0F78F"},
+	}
+	for _, tc := range tests {
+		seed, _ := hex.DecodeString(tc.seed)
+		if got := fake.EncodePayload(fake.DemoSecurityKey(seed)); got != tc.key {
+			t.Errorf("DemoSecurityKey(%s) = %s, want %s", tc.seed, got, tc.key)
+		}
+	}
+	if k := fake.DemoSecurityKey([]byte{1, 2, 3}); k != nil {
+		t.Errorf("DemoSecurityKey(3 bytes) = %X, want nil", k)
 	}
 }
