@@ -65,6 +65,8 @@ type config struct {
 	// Demo.
 	demo        bool
 	demoTickets int
+
+	adminConfig
 }
 
 // flagGroup orders the help output.
@@ -75,6 +77,7 @@ type flagGroup struct {
 
 var flagGroups = []flagGroup{
 	{"Control plane", []string{"listen", "tls-cert", "tls-key", "client-ca", "insecure", "auth-tokens", "shutdown-grace"}},
+	{"Admin", []string{"admin-listen"}},
 	{"Store", []string{"data-dir", "etcd-endpoints", "replica"}},
 	{"openOBD", []string{"openobd-host", "openobd-port", "client-id", "client-secret", "cluster-id", "openobd-insecure"}},
 	{"Partner API", []string{"partner-url", "ticket-write"}},
@@ -151,6 +154,7 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 
 	fs.BoolVar(&c.demo, "demo", false, "run against an in-process fake Jifeline with demo tickets, store in a temporary directory")
 	fs.IntVar(&c.demoTickets, "demo-tickets", 3, "pending tickets in demo mode")
+	c.addAdminFlags(fs)
 }
 
 // parseConfig parses args over the environment and validates the result.
@@ -250,6 +254,9 @@ func (c *config) validate() error {
 				bad(f.name, "%v", err)
 			}
 		}
+	}
+	if err := c.validateAdmin(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.shutdownFor <= 0 {
 		bad("shutdown-grace", "must be positive")

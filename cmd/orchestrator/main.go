@@ -62,7 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	level, _ := parseLevel(cfg.logLevel)
 	log := slog.New(telemetry.NewLogHandler(stderr, cfg.logFormat, level))
-	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "obdorch", ServiceVersion: buildinfo.Read().Short(), Getenv: getenv, Console: stderr, Logger: log})
+	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "obdorch", ServiceVersion: buildinfo.Read().Short(), Getenv: getenv,
+		Prometheus: cfg.metricsRegistry(), BuildInfo: buildinfo.Read().Attributes(), Console: stderr, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "orchestrator: telemetry: %v\n", err)
 		return 2
@@ -92,25 +93,9 @@ func serverOptions(cfg *config, getenv func(string) string, log *slog.Logger) (c
 		}
 		opts.Credentials = creds
 	}
-	var (
-		tokens *controlplane.Tokens
-		err    error
-	)
-	switch inline := getenv(envInlineTokens); {
-	case cfg.authTokens != "":
-		f, ferr := os.Open(cfg.authTokens)
-		if ferr != nil {
-			return opts, fmt.Errorf("--auth-tokens: %w", ferr)
-		}
-		tokens, err = controlplane.LoadTokens(f)
-		f.Close()
-		if err != nil {
-			return opts, fmt.Errorf("--auth-tokens %s: %w", cfg.authTokens, err)
-		}
-	case inline != "":
-		if tokens, err = controlplane.ParseTokensEnv(inline); err != nil {
-			return opts, fmt.Errorf("%s: %w", envInlineTokens, err)
-		}
+	tokens, err := loadTokens(cfg, getenv)
+	if err != nil {
+		return opts, err
 	}
 	if tokens != nil {
 		unary, stream := controlplane.AuthInterceptors(tokens)
@@ -230,6 +215,12 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 	}
 	svc := controlplane.NewService(core, controlplane.Options{Logger: log.With("component", "control-plane")})
 	srv = controlplane.NewServer(svc, srvOpts)
+	waitAdmin, err := startAdmin(ctx, cfg, getenv, log, stdout, core, st.Revision, srv.Health)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer waitAdmin()
 
 	coreCtx, stopCore := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCore()

@@ -150,7 +150,7 @@ func TestFullRunLeaksNoSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{
-		"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--replica", "leak-test",
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--replica", "leak-test",
 		"--openobd-host", host, "--openobd-port", port, "--openobd-insecure",
 		"--partner-url", jf.PartnerURL, "--ticket-write",
 		"--client-id", "leak-test-client", "--client-secret", secret,

@@ -65,7 +65,7 @@ func shutdownWithLiveStreams(t *testing.T) shutdownOrder {
 	defer jf.Close()
 	host, port := splitAddr(t, jf.OpenOBDAddr)
 	args := []string{
-		"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--replica", "shutdown-test",
+		"--listen", "127.0.0.1:0", "--admin-listen", "", "--data-dir", t.TempDir(), "--replica", "shutdown-test",
 		"--openobd-host", host, "--openobd-port", port, "--openobd-insecure",
 		"--partner-url", jf.PartnerURL, "--client-id", jf.ClientID, "--client-secret", jf.ClientSecret,
 		"--shutdown-grace", grace.String(),

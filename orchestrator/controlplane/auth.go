@@ -109,8 +109,8 @@ type Tokens struct {
 // Len returns the number of tokens.
 func (t *Tokens) Len() int { return len(t.byDigest) }
 
-// lookup returns the principal of a presented token.
-func (t *Tokens) lookup(token string) (Principal, bool) {
+// Lookup returns the principal of a presented token.
+func (t *Tokens) Lookup(token string) (Principal, bool) {
 	p, ok := t.byDigest[sha256.Sum256([]byte(token))]
 	return p, ok
 }
@@ -255,7 +255,7 @@ func (t *Tokens) authorize(ctx context.Context) (context.Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, ok := t.lookup(token)
+	p, ok := t.Lookup(token)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "unknown bearer token")
 	}

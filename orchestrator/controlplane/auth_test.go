@@ -537,11 +537,11 @@ func checkTokens(t *testing.T, got *Tokens, err error, wantErr string, want map[
 		t.Errorf("Len() = %d, want %d", got.Len(), len(want))
 	}
 	for tok, p := range want {
-		if gotP, ok := got.lookup(tok); !ok || gotP != p {
+		if gotP, ok := got.Lookup(tok); !ok || gotP != p {
 			t.Errorf("lookup(token of %s) = %+v, %v; want %+v", p.Name, gotP, ok, p)
 		}
 	}
-	if p, ok := got.lookup(unknownToken); ok {
+	if p, ok := got.Lookup(unknownToken); ok {
 		t.Errorf("lookup(unknown) = %+v, want none", p)
 	}
 }
@@ -588,7 +588,7 @@ func FuzzLoadTokens(f *testing.F) {
 			if len(f) != 3 || strings.HasPrefix(f[0], "#") {
 				continue
 			}
-			p, ok := tokens.lookup(f[0])
+			p, ok := tokens.Lookup(f[0])
 			if !ok || p.Role.String() != f[1] || p.Name != f[2] {
 				t.Fatalf("lookup(line %q) = %+v, %v", line, p, ok)
 			}

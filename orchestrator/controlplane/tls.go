@@ -18,6 +18,16 @@ import (
 // every client that supports it. The files are read once: replacing a
 // certificate needs a restart. Errors name the file that failed.
 func ServerTLS(certFile, keyFile, clientCAFile string) (credentials.TransportCredentials, error) {
+	cfg, err := ServerTLSConfig(certFile, keyFile, clientCAFile)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// ServerTLSConfig is the TLS configuration of ServerTLS, for other listeners
+// that follow the control plane's rules (the admin HTTP listener).
+func ServerTLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls certificate: %w", err)
@@ -46,7 +56,7 @@ func ServerTLS(certFile, keyFile, clientCAFile string) (credentials.TransportCre
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
 var errNoCertificates = errors.New("no PEM certificate found")
