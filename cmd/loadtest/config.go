@@ -30,6 +30,8 @@ type config struct {
 	concurrency int
 	settle      time.Duration
 	json        bool
+	runs        int
+	out         string
 
 	// Running processes to measure instead of in-process ones.
 	orchestratorAddr string
@@ -43,6 +45,10 @@ type config struct {
 	orchestratorLevel slog.Level
 	cpuProfile        string
 	memProfile        string
+	mutexProfile      string
+	trace             string
+	// args is the command line, recorded in the results.
+	args []string
 }
 
 // externalFake reports whether the fake Jifeline runs in another process.
@@ -100,7 +106,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.tickets, "tickets", 1000, "pending tickets to take in (intake)")
 	fs.IntVar(&c.concurrency, "concurrency", 50, "concurrent callers (controlplane)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "pause before each memory reading, for new sessions to go idle (memory)")
-	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of the table")
+	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of the tables")
+	fs.IntVar(&c.runs, "runs", 0, "runs of each scenario, each on fresh sessions (default 3 in-process, 1 against a running fake or orchestrator); the summary gives medians and ranges, and a target is met only when every run meets it (verdicts need 3)")
+	fs.StringVar(&c.out, "out", "", "also write the JSON results to `file`")
 	fs.StringVar(&c.orchestratorAddr, "orchestrator-addr", "", "`host:port` of a running orchestrator's control plane (plaintext); default in-process")
 	fs.StringVar(&c.openobdAddr, "openobd-addr", "", "`host:port` of a running fake openOBD (cmd/fakeconnector); needs --partner-url")
 	fs.StringVar(&c.partnerURL, "partner-url", "", "`URL` of the running fake's Partner API, e.g. http://127.0.0.1:17002")
@@ -110,10 +118,13 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	logLevel := fs.String("log-level", "info", "`level` of this tool's logs: debug, info, warn or error")
 	orchLevel := fs.String("orchestrator-log-level", "warn", "`level` of the in-process orchestrator's, store's and fake's logs (info logs every control-plane call)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each measured phase to `prefix`-<scenario>-<phase>.pprof")
-	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile at the end of each scenario's measurement (memory: with the sessions idle) to `prefix`-<scenario>.pprof")
+	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile at the end of each scenario's measurement (memory: with the sessions idle) to `prefix`-<scenario>.pprof, and the allocations so far at the end of each measured phase to prefix-<scenario>-<phase>.allocs.pprof (cumulative: compare phases with go tool pprof -base)")
+	fs.StringVar(&c.mutexProfile, "mutexprofile", "", "sample lock contention and write it at the end of each measured phase to `prefix`-<scenario>-<phase>.mutex.pprof (cumulative, like the allocations)")
+	fs.StringVar(&c.trace, "trace", "", "write an execution trace of each measured phase to `prefix`-<scenario>-<phase>.trace (go tool trace)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	c.args = append([]string{"loadtest"}, args...)
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (every setting is a flag)", fs.Arg(0))
 	}
@@ -147,6 +158,7 @@ func (c *config) validate() error {
 		{"sessions", c.sessions, 1, 100_000},
 		{"tickets", c.tickets, 1, 100_000},
 		{"concurrency", c.concurrency, 1, 10_000},
+		{"runs", c.runs, 0, 100},
 	} {
 		if f.v < f.lo || f.v > f.h {
 			return fmt.Errorf("--%s: want %d to %d, got %d", f.name, f.lo, f.h, f.v)
@@ -176,6 +188,15 @@ func (c *config) validate() error {
 		if c.busTiming {
 			return errors.New("--bus-timing: applies to the in-process fake only; start cmd/fakeconnector with --bus-timing instead")
 		}
+	}
+	external := c.openobdAddr != "" || c.orchestratorAddr != ""
+	switch {
+	case c.runs == 0 && external:
+		c.runs = 1
+	case c.runs == 0:
+		c.runs = 3
+	case c.runs > 1 && external:
+		return errors.New("--runs: a running fake or orchestrator keeps the state of a run (used tickets, leased sessions); give --runs 1 and restart them between runs")
 	}
 	if c.orchestratorAddr != "" {
 		if _, _, err := net.SplitHostPort(c.orchestratorAddr); err != nil {

@@ -33,6 +33,8 @@ type controlPlaneResult struct {
 	ListSessionsP50MS float64 `json:"listsessions_p50_ms"`
 	ListSessionsP99MS float64 `json:"listsessions_p99_ms"`
 	ListSessionsRatio float64 `json:"listsessions_ratio"`
+	// ListOverGetSession is listsessions_qps / getsession_qps.
+	ListOverGetSession float64 `json:"listsessions_over_getsession"`
 
 	// CPU time per call of the whole process (client, server and store).
 	EchoCPUPerCallUS         float64 `json:"echo_cpu_us_per_call"`
@@ -47,8 +49,14 @@ type controlPlaneResult struct {
 func (r *controlPlaneResult) name() string      { return "controlplane" }
 func (r *controlPlaneResult) lostCount() uint64 { return r.Lost }
 
-func (r *controlPlaneResult) check(*config) {
-	r.Targets = []targetCheck{atLeast("control plane GetSession >= 0.8x bare echo QPS", r.GetSessionRatio, 0.8, "x", "")}
+func (r *controlPlaneResult) check(cfg *config) {
+	smoke := shortRun(cfg.duration)
+	r.Targets = []targetCheck{
+		atLeast("control plane GetSession >= 0.8x bare echo QPS", r.GetSessionRatio, 0.8, "x", smoke),
+		atLeast("control plane ListSessions (page of 50) >= 0.1x GetSession QPS", r.ListOverGetSession, 0.1, "x",
+			unless(smoke, r.Sessions >= listPageSize, "set for a page of 50 sessions")),
+		atMost("control plane failed calls = 0", float64(r.Lost), 0, "", false, nil),
+	}
 }
 
 func (r *controlPlaneResult) printTable(w io.Writer) {
@@ -165,6 +173,7 @@ func (r *runner) runControlPlane(ctx context.Context) (*controlPlaneResult, erro
 		GetSessionRatio: ratio(getLoad.rps(), echoLoad.rps()),
 		ListSessionsQPS: listLoad.rps(), ListSessionsP50MS: ms(listLoad.hist.quantile(0.5)), ListSessionsP99MS: ms(listLoad.hist.quantile(0.99)),
 		ListSessionsRatio:        ratio(listLoad.rps(), echoLoad.rps()),
+		ListOverGetSession:       ratio(listLoad.rps(), getLoad.rps()),
 		EchoCPUPerCallUS:         us(echoLoad.cpuPerRequest()),
 		GetSessionCPUPerCallUS:   us(getLoad.cpuPerRequest()),
 		ListSessionsCPUPerCallUS: us(listLoad.cpuPerRequest()),

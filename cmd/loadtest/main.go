@@ -25,10 +25,12 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 
 	"github.com/obdorch/obdorch/cmd/internal/buildinfo"
+	"github.com/obdorch/obdorch/cmd/loadtest/internal/results"
 	"github.com/obdorch/obdorch/orchestrator/telemetry"
 )
 
@@ -51,6 +53,8 @@ type runner struct {
 	stderr io.Writer
 	log    *slog.Logger // this tool's progress
 	clog   *slog.Logger // the in-process orchestrator, store and fake
+	// run numbers the runs, for the names of profiles.
+	run int
 }
 
 // run is the whole program; it returns the exit code.
@@ -73,53 +77,83 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel})),
 		clog:   slog.New(telemetry.NewLogHandler(stderr, "text", cfg.orchestratorLevel)),
 	}
-	reports, err := r.runAll(ctx)
+	if cfg.mutexProfile != "" {
+		defer runtime.SetMutexProfileFraction(runtime.SetMutexProfileFraction(mutexFraction))
+	}
+	all, err := r.runAll(ctx)
 	if err != nil {
 		r.log.Error("load test failed", "err", err)
 		return exitFailed
 	}
-	if err := output(stdout, cfg, reports); err != nil {
+	if err := output(stdout, cfg, all); err != nil {
 		r.log.Error("writing the report", "err", err)
 		return exitFailed
 	}
-	for _, rep := range reports {
-		if rep.lostCount() > 0 {
-			r.log.Error("responses were lost or mismatched", "scenario", rep.name(), "lost", rep.lostCount())
+	for _, res := range all {
+		if res.result.Lost > 0 {
+			r.log.Error("responses were lost or mismatched", "scenario", res.result.Scenario, "lost", res.result.Lost)
 			return exitFailed
 		}
 	}
 	return exitOK
 }
 
-// runAll runs the selected scenarios one after the other.
-func (r *runner) runAll(ctx context.Context) ([]report, error) {
-	var reports []report
+// mutexFraction samples one in this many contention events.
+const mutexFraction = 5
+
+// scenarioRuns is one scenario's runs and their summary.
+type scenarioRuns struct {
+	reports []report
+	result  *results.Result
+}
+
+// runAll runs the selected scenarios one after the other, each
+// cfg.runs times.
+func (r *runner) runAll(ctx context.Context) ([]scenarioRuns, error) {
+	var all []scenarioRuns
 	for _, s := range r.cfg.selected() {
-		r.log.Info("scenario", "name", s)
-		var (
-			rep report
-			err error
-		)
-		switch s {
-		case "relay":
-			rep, err = nonNil(r.runRelay(ctx))
-		case "intake":
-			rep, err = nonNil(r.runIntake(ctx))
-		case "memory":
-			rep, err = nonNil(r.runMemory(ctx))
-		case "controlplane":
-			rep, err = nonNil(r.runControlPlane(ctx))
+		var sr scenarioRuns
+		var raws []json.RawMessage
+		for i := range r.cfg.runs {
+			r.log.Info("scenario", "name", s, "run", i+1, "of", r.cfg.runs)
+			rep, err := r.runOnce(ctx, s)
+			if err == nil && ctx.Err() != nil {
+				err = context.Cause(ctx)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s, run %d: %w", s, i+1, err)
+			}
+			rep.check(r.cfg)
+			raw, err := json.Marshal(rep)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s, err)
+			}
+			sr.reports = append(sr.reports, rep)
+			raws = append(raws, raw)
 		}
-		if err == nil && ctx.Err() != nil {
-			err = context.Cause(ctx)
+		var err error
+		if sr.result, err = results.NewResult(s, r.cfg.args, raws); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s, err)
-		}
-		rep.check(r.cfg)
-		reports = append(reports, rep)
+		all = append(all, sr)
 	}
-	return reports, nil
+	return all, nil
+}
+
+// runOnce runs one scenario once.
+func (r *runner) runOnce(ctx context.Context, s string) (report, error) {
+	r.run++
+	switch s {
+	case "relay":
+		return nonNil(r.runRelay(ctx))
+	case "intake":
+		return nonNil(r.runIntake(ctx))
+	case "memory":
+		return nonNil(r.runMemory(ctx))
+	case "controlplane":
+		return nonNil(r.runControlPlane(ctx))
+	}
+	return nil, fmt.Errorf("unknown scenario %q", s)
 }
 
 // nonNil turns a typed nil result into a nil report, so that a failed
@@ -131,56 +165,127 @@ func nonNil[T report](rep T, err error) (report, error) {
 	return rep, nil
 }
 
-// output prints the reports: one JSON object, or the tables.
-func output(w io.Writer, cfg *config, reports []report) error {
-	if !cfg.json {
-		for i, rep := range reports {
-			if i > 0 {
-				fmt.Fprintln(w)
+// output prints each run's table and the summary of the runs, or one JSON
+// object; --out also gets the JSON.
+func output(w io.Writer, cfg *config, all []scenarioRuns) error {
+	var v any
+	if len(all) == 1 {
+		v = all[0].result
+	} else {
+		m := map[string]any{"scenario": "all"}
+		var lost uint64
+		for _, sr := range all {
+			m[sr.result.Scenario] = sr.result
+			lost += sr.result.Lost
+		}
+		m["lost"] = lost
+		v = m
+	}
+	if cfg.out != "" {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(cfg.out, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
+	if cfg.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	for i, sr := range all {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		for j, rep := range sr.reports {
+			if len(sr.reports) > 1 {
+				fmt.Fprintf(w, "--- run %d of %d\n", j+1, len(sr.reports))
 			}
 			rep.printTable(w)
+			fmt.Fprintln(w)
 		}
-		return nil
+		printSummary(w, sr.result.Scenario, sr.result.Summary)
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if len(reports) == 1 {
-		return enc.Encode(reports[0])
-	}
-	all := map[string]any{"scenario": "all"}
-	var lost uint64
-	for _, rep := range reports {
-		all[rep.name()] = rep
-		lost += rep.lostCount()
-	}
-	all["lost"] = lost
-	return enc.Encode(all)
+	return nil
 }
 
-// profiled runs fn, the measured part of a phase, under the CPU profiler
-// when --cpuprofile is set.
+// profiled runs fn, the measured part of a phase, under the profilers and
+// the tracer the flags ask for.
 func (r *runner) profiled(scenario, phase string, fn func()) {
-	if r.cfg.cpuProfile == "" {
-		fn()
-		return
+	cfg := r.cfg
+	name := func(prefix, ext string) string {
+		return fmt.Sprintf("%s-%s%s-%s%s", prefix, scenario, r.runSuffix(), strings.ReplaceAll(phase, " ", "-"), ext)
 	}
-	path := fmt.Sprintf("%s-%s-%s.pprof", r.cfg.cpuProfile, scenario, strings.ReplaceAll(phase, " ", "-"))
-	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
+	var stops []func()
+	if cfg.cpuProfile != "" {
+		path := name(cfg.cpuProfile, ".pprof")
+		if stop, err := startFile(path, pprof.StartCPUProfile, pprof.StopCPUProfile); err != nil {
+			r.log.Error("CPU profile not written", "err", err)
+		} else {
+			stops = append(stops, stop)
+		}
 	}
-	if err != nil {
-		r.log.Error("CPU profile not written", "err", err)
-		fn()
-		return
+	if cfg.trace != "" {
+		path := name(cfg.trace, ".trace")
+		if stop, err := startFile(path, trace.Start, trace.Stop); err != nil {
+			r.log.Error("execution trace not written", "err", err)
+		} else {
+			stops = append(stops, stop)
+		}
 	}
 	fn()
-	pprof.StopCPUProfile()
-	if err := f.Close(); err != nil {
-		r.log.Error("CPU profile not written", "err", err)
+	for _, stop := range stops {
+		stop()
+	}
+	if cfg.memProfile != "" {
+		r.writeProfile("allocs", name(cfg.memProfile, ".allocs.pprof"))
+	}
+	if cfg.mutexProfile != "" {
+		r.writeProfile("mutex", name(cfg.mutexProfile, ".mutex.pprof"))
+	}
+}
+
+// runSuffix names the run in file names when there are several.
+func (r *runner) runSuffix() string {
+	if r.cfg.runs == 1 {
+		return ""
+	}
+	return fmt.Sprintf("-run%d", r.run)
+}
+
+// startFile creates path and starts writing a profile or trace to it; the
+// returned function stops and closes it.
+func startFile(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		stop()
+		_ = f.Close()
+	}, nil
+}
+
+// writeProfile writes the named runtime profile to path.
+func (r *runner) writeProfile(profile, path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup(profile).WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		r.log.Error("profile not written", "profile", profile, "err", err)
 		return
 	}
-	r.log.Info("CPU profile written", "path", path)
+	r.log.Info("profile written", "profile", profile, "path", path)
 }
 
 // heapProfile writes the heap profile of a scenario when --memprofile is
@@ -189,7 +294,7 @@ func (r *runner) heapProfile(scenario string) {
 	if r.cfg.memProfile == "" {
 		return
 	}
-	path := fmt.Sprintf("%s-%s.pprof", r.cfg.memProfile, scenario)
+	path := fmt.Sprintf("%s-%s%s.pprof", r.cfg.memProfile, scenario, r.runSuffix())
 	f, err := os.Create(path)
 	if err != nil {
 		r.log.Error("heap profile not written", "err", err)

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 var tiny = []string{
 	"--sessions", "3", "--tickets", "5", "--concurrency", "4",
 	"--duration", "300ms", "--warmup", "50ms", "--settle", "0",
-	"--log-level", "warn",
+	"--log-level", "warn", "--runs", "1",
 }
 
 // The keys each scenario's JSON must have; they are what scripts read.
@@ -34,10 +34,11 @@ var wantKeys = map[string][]string{
 		"direct_p50_ms", "direct_p99_ms", "orchestrated_p50_ms", "orchestrated_p99_ms",
 		"direct_rps", "orchestrated_rps", "throughput_ratio", "bare_hop_p50_ms", "lost",
 		"added_p50_ms", "added_p99_ms", "sessions", "interval_ms", "duration_s", "targets",
+		"added_cpu_over_bare_hop", "curves",
 	},
-	"intake":       {"intake_seconds", "partner_requests", "openobd_calls", "tickets", "lost", "targets"},
+	"intake":       {"intake_seconds", "partner_requests", "openobd_calls", "tickets", "store_writes_per_session", "lost", "targets"},
 	"memory":       {"rss_per_session_kib", "goroutines_per_session", "direct_rss_per_session_kib", "sessions", "lost", "targets"},
-	"controlplane": {"getsession_qps", "listsessions_qps", "echo_qps", "getsession_ratio", "concurrency", "lost", "targets"},
+	"controlplane": {"getsession_qps", "listsessions_qps", "echo_qps", "getsession_ratio", "listsessions_over_getsession", "concurrency", "lost", "targets"},
 }
 
 func TestEveryScenarioInProcess(t *testing.T) {
@@ -51,7 +52,7 @@ func TestEveryScenarioInProcess(t *testing.T) {
 			t.Errorf("no %q object in the output", name)
 			continue
 		}
-		checkKeys(t, name, sc, keys)
+		checkKeys(t, name, onlyRun(t, name, sc), keys)
 	}
 	if out["lost"] != 0.0 {
 		t.Errorf(`"lost" = %v, want 0`, out["lost"])
@@ -59,7 +60,7 @@ func TestEveryScenarioInProcess(t *testing.T) {
 }
 
 func TestUnpacedRelayWithBusTiming(t *testing.T) {
-	out := runJSON(t, append([]string{"--scenario", "relay", "--interval", "0", "--bus-timing", "--json"}, tiny...))
+	out := onlyRun(t, "relay", runJSON(t, append([]string{"--scenario", "relay", "--interval", "0", "--bus-timing", "--json"}, tiny...)))
 	checkKeys(t, "relay", out, wantKeys["relay"])
 	if out["bus_timing"] != true {
 		t.Errorf(`"bus_timing" = %v, want true`, out["bus_timing"])
@@ -90,6 +91,28 @@ func runJSON(t *testing.T, args []string) map[string]any {
 	return out
 }
 
+// onlyRun returns the one run of a scenario's results, after checking that
+// the summary judges no target of a short run.
+func onlyRun(t *testing.T, scenario string, res map[string]any) map[string]any {
+	t.Helper()
+	runs, _ := res["runs"].([]any)
+	if len(runs) != 1 {
+		t.Fatalf("%s: %d runs in the results, want 1", scenario, len(runs))
+	}
+	sum, _ := res["summary"].(map[string]any)
+	targets, _ := sum["targets"].([]any)
+	if len(targets) == 0 {
+		t.Errorf("%s: the summary has no targets: %v", scenario, sum)
+	}
+	for _, tg := range targets {
+		if v := tg.(map[string]any)["verdict"]; v == "met" {
+			t.Errorf("%s: summary verdict %v for %v, want anything else (one short run)", scenario, v, tg)
+		}
+	}
+	run, _ := runs[0].(map[string]any)
+	return run
+}
+
 func checkKeys(t *testing.T, scenario string, obj map[string]any, keys []string) {
 	t.Helper()
 	for _, k := range keys {
@@ -114,7 +137,7 @@ func TestTableOutput(t *testing.T) {
 	if code := run(ctx, args, &stdout, &stderr); code != exitOK {
 		t.Fatalf("run(%s) = %d, want %d; stderr:\n%s", strings.Join(args, " "), code, exitOK, stderr.String())
 	}
-	for _, want := range []string{"intake: 5 pending tickets", "start to all READY", "Partner API requests", "design target"} {
+	for _, want := range []string{"intake: 5 pending tickets", "start to all READY", "Partner API requests", "design target", "runs met", "smoke"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout.String())
 		}
@@ -134,6 +157,8 @@ func TestInvalidFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--settle", "-1s"}, "--settle"},
 		{[]string{"--tickets", "0"}, "--tickets"},
 		{[]string{"--concurrency", "0"}, "--concurrency"},
+		{[]string{"--runs", "-1"}, "--runs"},
+		{[]string{"--runs", "2", "--openobd-addr", "127.0.0.1:1", "--partner-url", "http://127.0.0.1:2"}, "--runs"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--orchestrator-log-level", "loud"}, "--orchestrator-log-level"},
 		{[]string{"--openobd-addr", "127.0.0.1:1"}, "--partner-url"},

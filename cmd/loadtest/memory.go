@@ -50,11 +50,11 @@ func (r *memoryResult) name() string      { return "memory" }
 func (r *memoryResult) lostCount() uint64 { return r.Lost }
 
 func (r *memoryResult) check(*config) {
-	note := ""
-	if r.FakeInProcess {
-		note = "includes the in-process fake's side of each session"
+	smoke := unless(nil, !r.FakeInProcess, "the fake runs in this process: its side of each session counts too")
+	r.Targets = []targetCheck{
+		atMost("memory <= 32 KiB per idle READY session (RSS)", r.RSSPerSessionKiB, 32, "KiB", true, smoke),
+		atMost("at most 1 goroutine per idle READY session", r.GoroutinesPerSession, 1, "", true, smoke),
 	}
-	r.Targets = []targetCheck{atMost("memory <= 64 KiB per idle READY session (RSS)", r.RSSPerSessionKiB, 64, "KiB", note)}
 }
 
 func (r *memoryResult) printTable(w io.Writer) {

@@ -95,6 +95,12 @@ type relayResult struct {
 	AddedP50OverBareHop float64 `json:"added_p50_over_bare_hop"`
 	// ThroughputRatio is orchestrated_rps / direct_rps.
 	ThroughputRatio float64 `json:"throughput_ratio"`
+	// AddedCPUOverBareHop is the CPU an orchestrated request costs beyond
+	// a direct one, in bare hops: (orchestrated - direct) / bare hop.
+	AddedCPUOverBareHop float64 `json:"added_cpu_over_bare_hop"`
+	// Curves are the latency distributions of the three paths: the
+	// latency in ms at each percentile of Percentiles.
+	Curves latencyCurves `json:"curves"`
 	// Lost is the sum of the three paths' losses.
 	Lost uint64 `json:"lost"`
 	// AcquireSeconds is how long acquiring the sessions took.
@@ -106,21 +112,24 @@ func (r *relayResult) name() string      { return "relay" }
 func (r *relayResult) lostCount() uint64 { return r.Lost }
 
 func (r *relayResult) check(cfg *config) {
-	note := ""
-	if r.Sessions != 200 || (cfg.interval > 0 && cfg.interval != 50*time.Millisecond) {
-		note = "set for 200 sessions at 50 ms"
+	smoke := shortRun(cfg.duration)
+	smoke = unless(smoke, r.Sessions == 200, "set for 200 sessions")
+	if cfg.interval > 0 {
+		smoke = unless(smoke, cfg.interval == 50*time.Millisecond, "set for one request per 50 ms per session")
 	}
 	r.Targets = nil
 	if cfg.interval > 0 {
 		r.Targets = append(r.Targets,
-			atMost("relay added p50 <= 0.25 ms", r.AddedP50MS, 0.25, "ms", note),
-			atMost("relay added p99 <= 1 ms", r.AddedP99MS, 1, "ms", note),
-			atMost("relay added p50 <= 2x bare hop p50", r.AddedP50OverBareHop, 2, "x", ""))
+			atMost("relay added p50 <= 0.25 ms", r.AddedP50MS, 0.25, "ms", true, smoke),
+			atMost("relay added p99 <= 1 ms", r.AddedP99MS, 1, "ms", true, smoke),
+			atMost("relay added p50 <= 2x bare hop p50", r.AddedP50OverBareHop, 2, "x", true, smoke))
 	} else {
 		r.Targets = append(r.Targets,
-			atLeast("relay throughput unpaced >= 0.6x direct", r.ThroughputRatio, 0.6, "x", ""))
+			atLeast("relay throughput unpaced >= 0.6x direct", r.ThroughputRatio, 0.6, "x", smoke))
 	}
-	r.Targets = append(r.Targets, atMost("relay responses lost = 0", float64(r.Lost), 0, "", ""))
+	r.Targets = append(r.Targets,
+		atMost("relay CPU per request, orchestrated minus direct, <= 1.5x a bare hop's", r.AddedCPUOverBareHop, 1.5, "x", true, smoke),
+		atMost("relay responses lost = 0", float64(r.Lost), 0, "", false, nil))
 }
 
 func (r *relayResult) printTable(w io.Writer) {
@@ -149,6 +158,7 @@ func (r *relayResult) printTable(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintf(w, "\nadded by the orchestrator: p50 %s ms, p99 %s ms; added p50 / bare hop p50 = %s; throughput orchestrated/direct = %s\n",
 		num(r.AddedP50MS), num(r.AddedP99MS), num(r.AddedP50OverBareHop), num(r.ThroughputRatio))
+	fmt.Fprintf(w, "CPU per request beyond direct: %s bare hops\n", num(r.AddedCPUOverBareHop))
 	fmt.Fprintf(w, "%d sessions acquired in %s s\n", r.Sessions, num(r.AcquireSeconds))
 	printTargets(w, r.Targets)
 }
@@ -212,6 +222,13 @@ func (r *runner) runRelay(ctx context.Context) (*relayResult, error) {
 	res.AddedP99MS = o.P99MS - d.P99MS
 	res.AddedP50OverBareHop = ratio(res.AddedP50MS, b.P50MS)
 	res.ThroughputRatio = ratio(o.RPS, d.RPS)
+	res.AddedCPUOverBareHop = ratio(o.CPUPerRequestUS-d.CPUPerRequestUS, b.CPUPerRequestUS)
+	res.Curves = latencyCurves{
+		Percentiles:  curvePercentiles,
+		Direct:       curve(&direct.hist),
+		Orchestrated: curve(&orchestrated.hist),
+		BareHop:      curve(&bare.hist),
+	}
 	res.Lost = d.Lost + o.Lost + b.Lost
 	res.AcquireSeconds = acquire.Seconds()
 	return res, nil
@@ -430,6 +447,28 @@ func (r *runner) bareHopPhase(ctx context.Context, n int, spec loadSpec) (*loadR
 	}
 	spec.abort = cancelStreams
 	return r.load(ctx, "relay", "bare hop", exs, spec), nil
+}
+
+// latencyCurves are the latency percentiles of the relay's three paths.
+type latencyCurves struct {
+	Percentiles  []float64 `json:"percentiles"`
+	Direct       []float64 `json:"direct_ms"`
+	Orchestrated []float64 `json:"orchestrated_ms"`
+	BareHop      []float64 `json:"bare_hop_ms"`
+}
+
+// curvePercentiles are where the curves are read: dense in the tail, up to
+// 99.99 (a 10 s window at 4,000 requests/s holds 40,000 round trips per
+// path, so 99.99 still rests on 4 of them).
+var curvePercentiles = []float64{1, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92.5, 95, 96, 97, 97.5, 98, 98.5, 99, 99.25, 99.5, 99.75, 99.9, 99.95, 99.99}
+
+// curve reads h at curvePercentiles, in ms.
+func curve(h *histogram) []float64 {
+	out := make([]float64, len(curvePercentiles))
+	for i, p := range curvePercentiles {
+		out[i] = ms(h.quantile(p / 100))
+	}
+	return out
 }
 
 // head returns at most the first 8 bytes of b, for error messages.

@@ -3,56 +3,85 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/obdorch/obdorch/cmd/loadtest/internal/results"
 )
 
-// report is one scenario's result.
+// report is one run of one scenario.
 type report interface {
 	name() string
 	lostCount() uint64
-	// check fills the result's targets from DESIGN.md's "What fast means
+	// check fills the run's targets from DESIGN.md's "What fast means
 	// here", for the configuration that ran.
 	check(cfg *config)
 	printTable(w io.Writer)
 }
 
 // targetCheck is one design target beside the figure measured for it.
-type targetCheck struct {
-	Target   string  `json:"target"`
-	Measured float64 `json:"measured"`
-	Unit     string  `json:"unit"`
-	Met      bool    `json:"met"`
-	// Note says when the run differs from the conditions the target is
-	// set for.
-	Note string `json:"note,omitempty"`
+type targetCheck = results.Target
+
+// atMost and atLeast check a figure against a bound; smoke lists why the
+// run cannot judge it. A difference (added latency, added CPU) is noise
+// when negative: pass noiseIfNegative for those.
+func atMost(target string, measured, limit float64, unit string, noiseIfNegative bool, smoke []string) targetCheck {
+	return results.Check(target, results.Finite(measured), limit, unit, true, noiseIfNegative, smoke)
 }
 
-func atMost(target string, measured, limit float64, unit, note string) targetCheck {
-	return targetCheck{Target: target, Measured: measured, Unit: unit, Met: measured <= limit, Note: note}
+func atLeast(target string, measured, limit float64, unit string, smoke []string) targetCheck {
+	return results.Check(target, results.Finite(measured), limit, unit, false, false, smoke)
 }
 
-func atLeast(target string, measured, limit float64, unit, note string) targetCheck {
-	return targetCheck{Target: target, Measured: measured, Unit: unit, Met: measured >= limit, Note: note}
+// shortRun returns why a run that measured for d per phase cannot judge a
+// target, or nil.
+func shortRun(d time.Duration) []string {
+	if d < results.MinMeasured*time.Second {
+		return []string{fmt.Sprintf("%s measured per phase; a verdict needs %d s", d, results.MinMeasured)}
+	}
+	return nil
 }
 
-// printTargets writes the target checks under a table.
+// unless appends reason to reasons when cond is false.
+func unless(reasons []string, cond bool, reason string) []string {
+	if cond {
+		return reasons
+	}
+	return append(slices.Clone(reasons), reason)
+}
+
+// printTargets writes the target checks of one run under its table.
 func printTargets(w io.Writer, checks []targetCheck) {
 	if len(checks) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "design target\tmeasured\tmet\t")
+	fmt.Fprintln(tw, "design target\tmeasured\tverdict\t")
 	for _, c := range checks {
-		met := "yes"
-		if !c.Met {
-			met = "NO"
-		}
 		note := ""
 		if c.Note != "" {
 			note = "(" + c.Note + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", c.Target, num(c.Measured), c.Unit, met, note)
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", c.Target, num(c.Measured), c.Unit, c.Verdict, note)
+	}
+	tw.Flush()
+}
+
+// printSummary writes the targets over several runs: median, range and
+// verdict.
+func printSummary(w io.Writer, scenario string, sum results.Summary) {
+	fmt.Fprintf(w, "%s: %d run(s); a target is met only when every run meets it\n\n", scenario, sum.Runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "design target\tmedian\trange\truns met\tverdict\t")
+	for _, t := range sum.Targets {
+		note := ""
+		if len(t.Notes) > 0 {
+			note = "(" + strings.Join(t.Notes, "; ") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%s–%s\t%d/%d\t%s\t%s\n", t.Target, num(t.Median), t.Unit, num(t.Min), num(t.Max), t.RunsMet, t.Runs, t.Verdict, note)
 	}
 	tw.Flush()
 }
