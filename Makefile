@@ -56,3 +56,15 @@ generate-python: $(BUF) ## regenerate the Python stubs in gen/python from proto/
 .PHONY: check-generate-python
 check-generate-python: generate-python ## fail if gen/python is not what proto/orchestrator generates
 	@test -z "$$(git status --porcelain -- gen/python)" || { git status --porcelain -- gen/python; echo "gen/python is stale: run make generate-python and commit"; exit 1; }
+
+BENCH_RUNS ?= 3
+BENCH_DURATION ?= 10s
+
+.PHONY: bench
+bench: ## run the load-test scenarios (about 10 min) and regenerate BENCHMARKS.md and its plot
+	go run ./cmd/loadtest/benchdoc run --runs $(BENCH_RUNS) --duration $(BENCH_DURATION)
+	go run ./cmd/loadtest/benchdoc generate
+
+.PHONY: bench-doc
+bench-doc: ## regenerate BENCHMARKS.md and its plot from the results of the last make bench
+	go run ./cmd/loadtest/benchdoc generate

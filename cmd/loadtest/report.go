@@ -39,7 +39,7 @@ func atLeast(target string, measured, limit float64, unit string, smoke []string
 // target, or nil.
 func shortRun(d time.Duration) []string {
 	if d < results.MinMeasured*time.Second {
-		return []string{fmt.Sprintf("%s measured per phase; a verdict needs %d s", d, results.MinMeasured)}
+		return []string{fmt.Sprintf("%s s measured per phase; a verdict needs %d s", num(d.Seconds()), results.MinMeasured)}
 	}
 	return nil
 }
