@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
 	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/session"
 )
@@ -28,7 +30,9 @@ func toStatus(err error) error {
 	case errors.As(err, &invalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.As(err, &interrupted):
-		return status.Error(codes.Aborted, err.Error())
+		return withReason(codes.Aborted, err, orchestratorv1.ErrorReason_ERROR_REASON_SESSION_INTERRUPTED, map[string]string{
+			"session_id": interrupted.SessionID, "actor": interrupted.Actor, "reason": interrupted.Reason,
+		})
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, orchestrator.ErrTimeout),
@@ -36,8 +40,11 @@ func toStatus(err error) error {
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, orchestrator.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, orchestrator.ErrLeaseRequired), errors.Is(err, orchestrator.ErrNotLive),
-		errors.Is(err, orchestrator.ErrWrongState), errors.Is(err, session.ErrTransition):
+	case errors.Is(err, orchestrator.ErrLeaseRequired):
+		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_LEASE_REQUIRED, nil)
+	case errors.Is(err, orchestrator.ErrNotLive):
+		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_SESSION_NOT_LIVE, nil)
+	case errors.Is(err, orchestrator.ErrWrongState), errors.Is(err, session.ErrTransition):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, orchestrator.ErrTooSlow), errors.Is(err, orchestrator.ErrBusy):
 		return status.Error(codes.ResourceExhausted, err.Error())
@@ -47,4 +54,18 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// errorDomain is the ErrorInfo domain of the control plane's errors.
+const errorDomain = "orchestrator.v1"
+
+// withReason returns a status with an ErrorInfo detail naming reason, so
+// that runners can tell an interrupt, a lost lease and an ended session
+// apart without reading the message.
+func withReason(code codes.Code, err error, reason orchestratorv1.ErrorReason, metadata map[string]string) error {
+	st := status.New(code, err.Error())
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Domain: errorDomain, Reason: reason.String(), Metadata: metadata}); derr == nil {
+		st = d
+	}
+	return st.Err()
 }

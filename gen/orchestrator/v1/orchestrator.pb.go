@@ -546,6 +546,69 @@ func (RequestErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{7}
 }
 
+// ErrorReason says why a session call failed, so that a runner can act on it
+// without reading the message. Errors that concern a session carry a
+// google.rpc.ErrorInfo detail with domain "orchestrator.v1", reason set to one
+// of these names (e.g. "ERROR_REASON_SESSION_INTERRUPTED") and metadata
+// "session_id" when known; an interrupt adds "actor" and "reason".
+type ErrorReason int32
+
+const (
+	// Not set; never sent.
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// The session was interrupted (code ABORTED); metadata "actor" and
+	// "reason" say by whom and why.
+	ErrorReason_ERROR_REASON_SESSION_INTERRUPTED ErrorReason = 1
+	// The call did not present the session's current lease: it expired, was
+	// never held, or belongs to another runner (code FAILED_PRECONDITION).
+	ErrorReason_ERROR_REASON_LEASE_REQUIRED ErrorReason = 2
+	// The session has ended (FINISHED or FAILED; code FAILED_PRECONDITION).
+	ErrorReason_ERROR_REASON_SESSION_NOT_LIVE ErrorReason = 3
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "ERROR_REASON_SESSION_INTERRUPTED",
+		2: "ERROR_REASON_LEASE_REQUIRED",
+		3: "ERROR_REASON_SESSION_NOT_LIVE",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":         0,
+		"ERROR_REASON_SESSION_INTERRUPTED": 1,
+		"ERROR_REASON_LEASE_REQUIRED":      2,
+		"ERROR_REASON_SESSION_NOT_LIVE":    3,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_orchestrator_v1_orchestrator_proto_enumTypes[8].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_orchestrator_v1_orchestrator_proto_enumTypes[8]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{8}
+}
+
 // Ticket is a request to service a vehicle, as listed by the Partner API.
 type Ticket struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3878,7 +3941,12 @@ const file_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\x1aREQUEST_ERROR_CODE_TIMEOUT\x10\x01\x12\"\n" +
 	"\x1eREQUEST_ERROR_CODE_UNAVAILABLE\x10\x02\x12\x1e\n" +
 	"\x1aREQUEST_ERROR_CODE_INVALID\x10\x03\x12$\n" +
-	" REQUEST_ERROR_CODE_QUEUE_TIMEOUT\x10\x042\xe8\b\n" +
+	" REQUEST_ERROR_CODE_QUEUE_TIMEOUT\x10\x04*\x95\x01\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12$\n" +
+	" ERROR_REASON_SESSION_INTERRUPTED\x10\x01\x12\x1f\n" +
+	"\x1bERROR_REASON_LEASE_REQUIRED\x10\x02\x12!\n" +
+	"\x1dERROR_REASON_SESSION_NOT_LIVE\x10\x032\xe8\b\n" +
 	"\x13OrchestratorService\x12X\n" +
 	"\vListTickets\x12#.orchestrator.v1.ListTicketsRequest\x1a$.orchestrator.v1.ListTicketsResponse\x12a\n" +
 	"\x0eListConnectors\x12&.orchestrator.v1.ListConnectorsRequest\x1a'.orchestrator.v1.ListConnectorsResponse\x12[\n" +
@@ -3906,7 +3974,7 @@ func file_orchestrator_v1_orchestrator_proto_rawDescGZIP() []byte {
 	return file_orchestrator_v1_orchestrator_proto_rawDescData
 }
 
-var file_orchestrator_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_orchestrator_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
 var file_orchestrator_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_orchestrator_v1_orchestrator_proto_goTypes = []any{
 	(SessionState)(0),                // 0: orchestrator.v1.SessionState
@@ -3917,128 +3985,129 @@ var file_orchestrator_v1_orchestrator_proto_goTypes = []any{
 	(UserFeedback)(0),                // 5: orchestrator.v1.UserFeedback
 	(SessionView)(0),                 // 6: orchestrator.v1.SessionView
 	(RequestErrorCode)(0),            // 7: orchestrator.v1.RequestErrorCode
-	(*Ticket)(nil),                   // 8: orchestrator.v1.Ticket
-	(*Connector)(nil),                // 9: orchestrator.v1.Connector
-	(*Session)(nil),                  // 10: orchestrator.v1.Session
-	(*Transition)(nil),               // 11: orchestrator.v1.Transition
-	(*LeaseInfo)(nil),                // 12: orchestrator.v1.LeaseInfo
-	(*Bus)(nil),                      // 13: orchestrator.v1.Bus
-	(*CanBus)(nil),                   // 14: orchestrator.v1.CanBus
-	(*KlineBus)(nil),                 // 15: orchestrator.v1.KlineBus
-	(*Channel)(nil),                  // 16: orchestrator.v1.Channel
-	(*FinishResult)(nil),             // 17: orchestrator.v1.FinishResult
-	(*ListTicketsRequest)(nil),       // 18: orchestrator.v1.ListTicketsRequest
-	(*ListTicketsResponse)(nil),      // 19: orchestrator.v1.ListTicketsResponse
-	(*ListConnectorsRequest)(nil),    // 20: orchestrator.v1.ListConnectorsRequest
-	(*ListConnectorsResponse)(nil),   // 21: orchestrator.v1.ListConnectorsResponse
-	(*StartSessionRequest)(nil),      // 22: orchestrator.v1.StartSessionRequest
-	(*StartSessionResponse)(nil),     // 23: orchestrator.v1.StartSessionResponse
-	(*GetSessionRequest)(nil),        // 24: orchestrator.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),       // 25: orchestrator.v1.GetSessionResponse
-	(*ListSessionsRequest)(nil),      // 26: orchestrator.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),     // 27: orchestrator.v1.ListSessionsResponse
-	(*WatchSessionsRequest)(nil),     // 28: orchestrator.v1.WatchSessionsRequest
-	(*WatchSessionsResponse)(nil),    // 29: orchestrator.v1.WatchSessionsResponse
-	(*AcquireSessionRequest)(nil),    // 30: orchestrator.v1.AcquireSessionRequest
-	(*AcquireSessionResponse)(nil),   // 31: orchestrator.v1.AcquireSessionResponse
-	(*ConfigureBusRequest)(nil),      // 32: orchestrator.v1.ConfigureBusRequest
-	(*ConfigureBusResponse)(nil),     // 33: orchestrator.v1.ConfigureBusResponse
-	(*ExchangeRequest)(nil),          // 34: orchestrator.v1.ExchangeRequest
-	(*OpenChannel)(nil),              // 35: orchestrator.v1.OpenChannel
-	(*UdsRequest)(nil),               // 36: orchestrator.v1.UdsRequest
-	(*ExchangeResponse)(nil),         // 37: orchestrator.v1.ExchangeResponse
-	(*ChannelOpened)(nil),            // 38: orchestrator.v1.ChannelOpened
-	(*UdsResponse)(nil),              // 39: orchestrator.v1.UdsResponse
-	(*RequestError)(nil),             // 40: orchestrator.v1.RequestError
-	(*SendRequest)(nil),              // 41: orchestrator.v1.SendRequest
-	(*SendResponse)(nil),             // 42: orchestrator.v1.SendResponse
-	(*FinishSessionRequest)(nil),     // 43: orchestrator.v1.FinishSessionRequest
-	(*FinishSessionResponse)(nil),    // 44: orchestrator.v1.FinishSessionResponse
-	(*InterruptSessionRequest)(nil),  // 45: orchestrator.v1.InterruptSessionRequest
-	(*InterruptSessionResponse)(nil), // 46: orchestrator.v1.InterruptSessionResponse
-	(*NotOwnerDetail)(nil),           // 47: orchestrator.v1.NotOwnerDetail
-	(*timestamppb.Timestamp)(nil),    // 48: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 49: google.protobuf.Duration
+	(ErrorReason)(0),                 // 8: orchestrator.v1.ErrorReason
+	(*Ticket)(nil),                   // 9: orchestrator.v1.Ticket
+	(*Connector)(nil),                // 10: orchestrator.v1.Connector
+	(*Session)(nil),                  // 11: orchestrator.v1.Session
+	(*Transition)(nil),               // 12: orchestrator.v1.Transition
+	(*LeaseInfo)(nil),                // 13: orchestrator.v1.LeaseInfo
+	(*Bus)(nil),                      // 14: orchestrator.v1.Bus
+	(*CanBus)(nil),                   // 15: orchestrator.v1.CanBus
+	(*KlineBus)(nil),                 // 16: orchestrator.v1.KlineBus
+	(*Channel)(nil),                  // 17: orchestrator.v1.Channel
+	(*FinishResult)(nil),             // 18: orchestrator.v1.FinishResult
+	(*ListTicketsRequest)(nil),       // 19: orchestrator.v1.ListTicketsRequest
+	(*ListTicketsResponse)(nil),      // 20: orchestrator.v1.ListTicketsResponse
+	(*ListConnectorsRequest)(nil),    // 21: orchestrator.v1.ListConnectorsRequest
+	(*ListConnectorsResponse)(nil),   // 22: orchestrator.v1.ListConnectorsResponse
+	(*StartSessionRequest)(nil),      // 23: orchestrator.v1.StartSessionRequest
+	(*StartSessionResponse)(nil),     // 24: orchestrator.v1.StartSessionResponse
+	(*GetSessionRequest)(nil),        // 25: orchestrator.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),       // 26: orchestrator.v1.GetSessionResponse
+	(*ListSessionsRequest)(nil),      // 27: orchestrator.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),     // 28: orchestrator.v1.ListSessionsResponse
+	(*WatchSessionsRequest)(nil),     // 29: orchestrator.v1.WatchSessionsRequest
+	(*WatchSessionsResponse)(nil),    // 30: orchestrator.v1.WatchSessionsResponse
+	(*AcquireSessionRequest)(nil),    // 31: orchestrator.v1.AcquireSessionRequest
+	(*AcquireSessionResponse)(nil),   // 32: orchestrator.v1.AcquireSessionResponse
+	(*ConfigureBusRequest)(nil),      // 33: orchestrator.v1.ConfigureBusRequest
+	(*ConfigureBusResponse)(nil),     // 34: orchestrator.v1.ConfigureBusResponse
+	(*ExchangeRequest)(nil),          // 35: orchestrator.v1.ExchangeRequest
+	(*OpenChannel)(nil),              // 36: orchestrator.v1.OpenChannel
+	(*UdsRequest)(nil),               // 37: orchestrator.v1.UdsRequest
+	(*ExchangeResponse)(nil),         // 38: orchestrator.v1.ExchangeResponse
+	(*ChannelOpened)(nil),            // 39: orchestrator.v1.ChannelOpened
+	(*UdsResponse)(nil),              // 40: orchestrator.v1.UdsResponse
+	(*RequestError)(nil),             // 41: orchestrator.v1.RequestError
+	(*SendRequest)(nil),              // 42: orchestrator.v1.SendRequest
+	(*SendResponse)(nil),             // 43: orchestrator.v1.SendResponse
+	(*FinishSessionRequest)(nil),     // 44: orchestrator.v1.FinishSessionRequest
+	(*FinishSessionResponse)(nil),    // 45: orchestrator.v1.FinishSessionResponse
+	(*InterruptSessionRequest)(nil),  // 46: orchestrator.v1.InterruptSessionRequest
+	(*InterruptSessionResponse)(nil), // 47: orchestrator.v1.InterruptSessionResponse
+	(*NotOwnerDetail)(nil),           // 48: orchestrator.v1.NotOwnerDetail
+	(*timestamppb.Timestamp)(nil),    // 49: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 50: google.protobuf.Duration
 }
 var file_orchestrator_v1_orchestrator_proto_depIdxs = []int32{
 	1,  // 0: orchestrator.v1.Ticket.state:type_name -> orchestrator.v1.TicketState
-	48, // 1: orchestrator.v1.Ticket.create_time:type_name -> google.protobuf.Timestamp
+	49, // 1: orchestrator.v1.Ticket.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: orchestrator.v1.Ticket.session_state:type_name -> orchestrator.v1.SessionState
 	0,  // 3: orchestrator.v1.Session.state:type_name -> orchestrator.v1.SessionState
-	48, // 4: orchestrator.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	48, // 5: orchestrator.v1.Session.update_time:type_name -> google.protobuf.Timestamp
-	12, // 6: orchestrator.v1.Session.lease:type_name -> orchestrator.v1.LeaseInfo
-	13, // 7: orchestrator.v1.Session.buses:type_name -> orchestrator.v1.Bus
-	17, // 8: orchestrator.v1.Session.result:type_name -> orchestrator.v1.FinishResult
-	11, // 9: orchestrator.v1.Session.history:type_name -> orchestrator.v1.Transition
+	49, // 4: orchestrator.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	49, // 5: orchestrator.v1.Session.update_time:type_name -> google.protobuf.Timestamp
+	13, // 6: orchestrator.v1.Session.lease:type_name -> orchestrator.v1.LeaseInfo
+	14, // 7: orchestrator.v1.Session.buses:type_name -> orchestrator.v1.Bus
+	18, // 8: orchestrator.v1.Session.result:type_name -> orchestrator.v1.FinishResult
+	12, // 9: orchestrator.v1.Session.history:type_name -> orchestrator.v1.Transition
 	0,  // 10: orchestrator.v1.Transition.from:type_name -> orchestrator.v1.SessionState
 	0,  // 11: orchestrator.v1.Transition.to:type_name -> orchestrator.v1.SessionState
-	48, // 12: orchestrator.v1.Transition.time:type_name -> google.protobuf.Timestamp
-	48, // 13: orchestrator.v1.LeaseInfo.expire_time:type_name -> google.protobuf.Timestamp
-	14, // 14: orchestrator.v1.Bus.can:type_name -> orchestrator.v1.CanBus
-	15, // 15: orchestrator.v1.Bus.kline:type_name -> orchestrator.v1.KlineBus
+	49, // 12: orchestrator.v1.Transition.time:type_name -> google.protobuf.Timestamp
+	49, // 13: orchestrator.v1.LeaseInfo.expire_time:type_name -> google.protobuf.Timestamp
+	15, // 14: orchestrator.v1.Bus.can:type_name -> orchestrator.v1.CanBus
+	16, // 15: orchestrator.v1.Bus.kline:type_name -> orchestrator.v1.KlineBus
 	2,  // 16: orchestrator.v1.CanBus.protocol:type_name -> orchestrator.v1.CanProtocol
 	3,  // 17: orchestrator.v1.Channel.padding:type_name -> orchestrator.v1.Padding
 	4,  // 18: orchestrator.v1.FinishResult.codes:type_name -> orchestrator.v1.ResultCode
 	5,  // 19: orchestrator.v1.FinishResult.user_feedback:type_name -> orchestrator.v1.UserFeedback
 	1,  // 20: orchestrator.v1.ListTicketsRequest.state:type_name -> orchestrator.v1.TicketState
-	8,  // 21: orchestrator.v1.ListTicketsResponse.tickets:type_name -> orchestrator.v1.Ticket
-	9,  // 22: orchestrator.v1.ListConnectorsResponse.connectors:type_name -> orchestrator.v1.Connector
-	10, // 23: orchestrator.v1.StartSessionResponse.session:type_name -> orchestrator.v1.Session
-	10, // 24: orchestrator.v1.GetSessionResponse.session:type_name -> orchestrator.v1.Session
+	9,  // 21: orchestrator.v1.ListTicketsResponse.tickets:type_name -> orchestrator.v1.Ticket
+	10, // 22: orchestrator.v1.ListConnectorsResponse.connectors:type_name -> orchestrator.v1.Connector
+	11, // 23: orchestrator.v1.StartSessionResponse.session:type_name -> orchestrator.v1.Session
+	11, // 24: orchestrator.v1.GetSessionResponse.session:type_name -> orchestrator.v1.Session
 	0,  // 25: orchestrator.v1.ListSessionsRequest.states:type_name -> orchestrator.v1.SessionState
 	6,  // 26: orchestrator.v1.ListSessionsRequest.view:type_name -> orchestrator.v1.SessionView
-	10, // 27: orchestrator.v1.ListSessionsResponse.sessions:type_name -> orchestrator.v1.Session
-	10, // 28: orchestrator.v1.WatchSessionsResponse.session:type_name -> orchestrator.v1.Session
-	11, // 29: orchestrator.v1.WatchSessionsResponse.transition:type_name -> orchestrator.v1.Transition
-	49, // 30: orchestrator.v1.AcquireSessionRequest.lease_ttl:type_name -> google.protobuf.Duration
-	10, // 31: orchestrator.v1.AcquireSessionResponse.session:type_name -> orchestrator.v1.Session
-	48, // 32: orchestrator.v1.AcquireSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
-	13, // 33: orchestrator.v1.ConfigureBusRequest.buses:type_name -> orchestrator.v1.Bus
-	10, // 34: orchestrator.v1.ConfigureBusResponse.session:type_name -> orchestrator.v1.Session
-	35, // 35: orchestrator.v1.ExchangeRequest.open:type_name -> orchestrator.v1.OpenChannel
-	36, // 36: orchestrator.v1.ExchangeRequest.request:type_name -> orchestrator.v1.UdsRequest
-	16, // 37: orchestrator.v1.OpenChannel.channel:type_name -> orchestrator.v1.Channel
-	49, // 38: orchestrator.v1.UdsRequest.timeout:type_name -> google.protobuf.Duration
-	38, // 39: orchestrator.v1.ExchangeResponse.opened:type_name -> orchestrator.v1.ChannelOpened
-	39, // 40: orchestrator.v1.ExchangeResponse.response:type_name -> orchestrator.v1.UdsResponse
-	10, // 41: orchestrator.v1.ChannelOpened.session:type_name -> orchestrator.v1.Session
-	16, // 42: orchestrator.v1.ChannelOpened.channel:type_name -> orchestrator.v1.Channel
-	49, // 43: orchestrator.v1.UdsResponse.ecu_time:type_name -> google.protobuf.Duration
-	49, // 44: orchestrator.v1.UdsResponse.total_time:type_name -> google.protobuf.Duration
-	40, // 45: orchestrator.v1.UdsResponse.error:type_name -> orchestrator.v1.RequestError
+	11, // 27: orchestrator.v1.ListSessionsResponse.sessions:type_name -> orchestrator.v1.Session
+	11, // 28: orchestrator.v1.WatchSessionsResponse.session:type_name -> orchestrator.v1.Session
+	12, // 29: orchestrator.v1.WatchSessionsResponse.transition:type_name -> orchestrator.v1.Transition
+	50, // 30: orchestrator.v1.AcquireSessionRequest.lease_ttl:type_name -> google.protobuf.Duration
+	11, // 31: orchestrator.v1.AcquireSessionResponse.session:type_name -> orchestrator.v1.Session
+	49, // 32: orchestrator.v1.AcquireSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
+	14, // 33: orchestrator.v1.ConfigureBusRequest.buses:type_name -> orchestrator.v1.Bus
+	11, // 34: orchestrator.v1.ConfigureBusResponse.session:type_name -> orchestrator.v1.Session
+	36, // 35: orchestrator.v1.ExchangeRequest.open:type_name -> orchestrator.v1.OpenChannel
+	37, // 36: orchestrator.v1.ExchangeRequest.request:type_name -> orchestrator.v1.UdsRequest
+	17, // 37: orchestrator.v1.OpenChannel.channel:type_name -> orchestrator.v1.Channel
+	50, // 38: orchestrator.v1.UdsRequest.timeout:type_name -> google.protobuf.Duration
+	39, // 39: orchestrator.v1.ExchangeResponse.opened:type_name -> orchestrator.v1.ChannelOpened
+	40, // 40: orchestrator.v1.ExchangeResponse.response:type_name -> orchestrator.v1.UdsResponse
+	11, // 41: orchestrator.v1.ChannelOpened.session:type_name -> orchestrator.v1.Session
+	17, // 42: orchestrator.v1.ChannelOpened.channel:type_name -> orchestrator.v1.Channel
+	50, // 43: orchestrator.v1.UdsResponse.ecu_time:type_name -> google.protobuf.Duration
+	50, // 44: orchestrator.v1.UdsResponse.total_time:type_name -> google.protobuf.Duration
+	41, // 45: orchestrator.v1.UdsResponse.error:type_name -> orchestrator.v1.RequestError
 	7,  // 46: orchestrator.v1.RequestError.code:type_name -> orchestrator.v1.RequestErrorCode
-	16, // 47: orchestrator.v1.SendRequest.channel:type_name -> orchestrator.v1.Channel
-	49, // 48: orchestrator.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
-	49, // 49: orchestrator.v1.SendResponse.ecu_time:type_name -> google.protobuf.Duration
-	49, // 50: orchestrator.v1.SendResponse.total_time:type_name -> google.protobuf.Duration
-	17, // 51: orchestrator.v1.FinishSessionRequest.result:type_name -> orchestrator.v1.FinishResult
-	10, // 52: orchestrator.v1.FinishSessionResponse.session:type_name -> orchestrator.v1.Session
-	10, // 53: orchestrator.v1.InterruptSessionResponse.session:type_name -> orchestrator.v1.Session
-	18, // 54: orchestrator.v1.OrchestratorService.ListTickets:input_type -> orchestrator.v1.ListTicketsRequest
-	20, // 55: orchestrator.v1.OrchestratorService.ListConnectors:input_type -> orchestrator.v1.ListConnectorsRequest
-	22, // 56: orchestrator.v1.OrchestratorService.StartSession:input_type -> orchestrator.v1.StartSessionRequest
-	24, // 57: orchestrator.v1.OrchestratorService.GetSession:input_type -> orchestrator.v1.GetSessionRequest
-	26, // 58: orchestrator.v1.OrchestratorService.ListSessions:input_type -> orchestrator.v1.ListSessionsRequest
-	28, // 59: orchestrator.v1.OrchestratorService.WatchSessions:input_type -> orchestrator.v1.WatchSessionsRequest
-	30, // 60: orchestrator.v1.OrchestratorService.AcquireSession:input_type -> orchestrator.v1.AcquireSessionRequest
-	32, // 61: orchestrator.v1.OrchestratorService.ConfigureBus:input_type -> orchestrator.v1.ConfigureBusRequest
-	34, // 62: orchestrator.v1.OrchestratorService.Exchange:input_type -> orchestrator.v1.ExchangeRequest
-	41, // 63: orchestrator.v1.OrchestratorService.Send:input_type -> orchestrator.v1.SendRequest
-	43, // 64: orchestrator.v1.OrchestratorService.FinishSession:input_type -> orchestrator.v1.FinishSessionRequest
-	45, // 65: orchestrator.v1.OrchestratorService.InterruptSession:input_type -> orchestrator.v1.InterruptSessionRequest
-	19, // 66: orchestrator.v1.OrchestratorService.ListTickets:output_type -> orchestrator.v1.ListTicketsResponse
-	21, // 67: orchestrator.v1.OrchestratorService.ListConnectors:output_type -> orchestrator.v1.ListConnectorsResponse
-	23, // 68: orchestrator.v1.OrchestratorService.StartSession:output_type -> orchestrator.v1.StartSessionResponse
-	25, // 69: orchestrator.v1.OrchestratorService.GetSession:output_type -> orchestrator.v1.GetSessionResponse
-	27, // 70: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
-	29, // 71: orchestrator.v1.OrchestratorService.WatchSessions:output_type -> orchestrator.v1.WatchSessionsResponse
-	31, // 72: orchestrator.v1.OrchestratorService.AcquireSession:output_type -> orchestrator.v1.AcquireSessionResponse
-	33, // 73: orchestrator.v1.OrchestratorService.ConfigureBus:output_type -> orchestrator.v1.ConfigureBusResponse
-	37, // 74: orchestrator.v1.OrchestratorService.Exchange:output_type -> orchestrator.v1.ExchangeResponse
-	42, // 75: orchestrator.v1.OrchestratorService.Send:output_type -> orchestrator.v1.SendResponse
-	44, // 76: orchestrator.v1.OrchestratorService.FinishSession:output_type -> orchestrator.v1.FinishSessionResponse
-	46, // 77: orchestrator.v1.OrchestratorService.InterruptSession:output_type -> orchestrator.v1.InterruptSessionResponse
+	17, // 47: orchestrator.v1.SendRequest.channel:type_name -> orchestrator.v1.Channel
+	50, // 48: orchestrator.v1.SendRequest.timeout:type_name -> google.protobuf.Duration
+	50, // 49: orchestrator.v1.SendResponse.ecu_time:type_name -> google.protobuf.Duration
+	50, // 50: orchestrator.v1.SendResponse.total_time:type_name -> google.protobuf.Duration
+	18, // 51: orchestrator.v1.FinishSessionRequest.result:type_name -> orchestrator.v1.FinishResult
+	11, // 52: orchestrator.v1.FinishSessionResponse.session:type_name -> orchestrator.v1.Session
+	11, // 53: orchestrator.v1.InterruptSessionResponse.session:type_name -> orchestrator.v1.Session
+	19, // 54: orchestrator.v1.OrchestratorService.ListTickets:input_type -> orchestrator.v1.ListTicketsRequest
+	21, // 55: orchestrator.v1.OrchestratorService.ListConnectors:input_type -> orchestrator.v1.ListConnectorsRequest
+	23, // 56: orchestrator.v1.OrchestratorService.StartSession:input_type -> orchestrator.v1.StartSessionRequest
+	25, // 57: orchestrator.v1.OrchestratorService.GetSession:input_type -> orchestrator.v1.GetSessionRequest
+	27, // 58: orchestrator.v1.OrchestratorService.ListSessions:input_type -> orchestrator.v1.ListSessionsRequest
+	29, // 59: orchestrator.v1.OrchestratorService.WatchSessions:input_type -> orchestrator.v1.WatchSessionsRequest
+	31, // 60: orchestrator.v1.OrchestratorService.AcquireSession:input_type -> orchestrator.v1.AcquireSessionRequest
+	33, // 61: orchestrator.v1.OrchestratorService.ConfigureBus:input_type -> orchestrator.v1.ConfigureBusRequest
+	35, // 62: orchestrator.v1.OrchestratorService.Exchange:input_type -> orchestrator.v1.ExchangeRequest
+	42, // 63: orchestrator.v1.OrchestratorService.Send:input_type -> orchestrator.v1.SendRequest
+	44, // 64: orchestrator.v1.OrchestratorService.FinishSession:input_type -> orchestrator.v1.FinishSessionRequest
+	46, // 65: orchestrator.v1.OrchestratorService.InterruptSession:input_type -> orchestrator.v1.InterruptSessionRequest
+	20, // 66: orchestrator.v1.OrchestratorService.ListTickets:output_type -> orchestrator.v1.ListTicketsResponse
+	22, // 67: orchestrator.v1.OrchestratorService.ListConnectors:output_type -> orchestrator.v1.ListConnectorsResponse
+	24, // 68: orchestrator.v1.OrchestratorService.StartSession:output_type -> orchestrator.v1.StartSessionResponse
+	26, // 69: orchestrator.v1.OrchestratorService.GetSession:output_type -> orchestrator.v1.GetSessionResponse
+	28, // 70: orchestrator.v1.OrchestratorService.ListSessions:output_type -> orchestrator.v1.ListSessionsResponse
+	30, // 71: orchestrator.v1.OrchestratorService.WatchSessions:output_type -> orchestrator.v1.WatchSessionsResponse
+	32, // 72: orchestrator.v1.OrchestratorService.AcquireSession:output_type -> orchestrator.v1.AcquireSessionResponse
+	34, // 73: orchestrator.v1.OrchestratorService.ConfigureBus:output_type -> orchestrator.v1.ConfigureBusResponse
+	38, // 74: orchestrator.v1.OrchestratorService.Exchange:output_type -> orchestrator.v1.ExchangeResponse
+	43, // 75: orchestrator.v1.OrchestratorService.Send:output_type -> orchestrator.v1.SendResponse
+	45, // 76: orchestrator.v1.OrchestratorService.FinishSession:output_type -> orchestrator.v1.FinishSessionResponse
+	47, // 77: orchestrator.v1.OrchestratorService.InterruptSession:output_type -> orchestrator.v1.InterruptSessionResponse
 	66, // [66:78] is the sub-list for method output_type
 	54, // [54:66] is the sub-list for method input_type
 	54, // [54:54] is the sub-list for extension type_name
@@ -4073,7 +4142,7 @@ func file_orchestrator_v1_orchestrator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orchestrator_v1_orchestrator_proto_rawDesc), len(file_orchestrator_v1_orchestrator_proto_rawDesc)),
-			NumEnums:      8,
+			NumEnums:      9,
 			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
