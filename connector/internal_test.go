@@ -335,11 +335,16 @@ type memStream struct {
 	ctx  context.Context
 	sent chan *openobdv1.IsotpMessage
 	recv chan *openobdv1.IsotpMessage
+	// sending, if set, gets a value when a Send begins.
+	sending chan struct{}
 }
 
 func (m *memStream) Context() context.Context { return m.ctx }
 
 func (m *memStream) Send(msg *openobdv1.IsotpMessage) error {
+	if m.sending != nil {
+		m.sending <- struct{}{}
+	}
 	select {
 	case m.sent <- msg:
 		return nil
@@ -614,19 +619,52 @@ func TestSendRespectsContextUnderBackpressure(t *testing.T) {
 	c, _ := newMemChannel(t, Config{}) // nobody reads what is sent
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	// The first message occupies the send goroutine; the next cannot be
-	// handed over and must give up with ctx.
-	var err error
-	for range 3 {
-		if err = c.Send(ctx, []byte{0x3E, 0x80}); err != nil {
-			break
-		}
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
+	// The first message is held by the stream's flow control: the send
+	// gives up with ctx, and the stuck stream ends the channel.
+	if err := c.Send(ctx, []byte{0x3E, 0x80}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Send() under backpressure = %v, want DeadlineExceeded", err)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done() not closed after a send was held past its context")
+	}
+	_, err := c.Request(context.Background(), []byte{0x22, 0xF1, 0x90})
+	if !errors.Is(err, ErrChannelClosed) || KindOf(err) != KindRetryable {
+		t.Errorf("Request() after a stuck send = %v, want ErrChannelClosed of KindRetryable (reopen)", err)
 	}
 	if err := c.Send(context.Background(), nil); err == nil {
 		t.Error("Send(empty) = nil, want an error")
+	}
+}
+
+// TestSendersTakeTurns proves that a Send waiting for a Request's write
+// gives up with its own context, without ending the channel.
+func TestSendersTakeTurns(t *testing.T) {
+	c, m := newMemChannel(t, Config{ResponseTimeout: time.Minute})
+	m.sending = make(chan struct{}, 1)
+	reqDone := make(chan error, 1)
+	go func() {
+		_, err := c.Request(context.Background(), []byte{0x22, 0xF1, 0x90})
+		reqDone <- err
+	}()
+	// Nobody reads m.sent yet: once the Request's write has begun, it holds
+	// the turn.
+	<-m.sending
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := c.Send(ctx, []byte{0x3E, 0x80}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Send() while another write holds the turn = %v, want DeadlineExceeded", err)
+	}
+	select {
+	case <-c.Done():
+		t.Fatal("the channel closed although no write was stuck past its own context")
+	default:
+	}
+	msg := <-m.sent
+	m.recv <- &openobdv1.IsotpMessage{Channel: msg.GetChannel(), Payload: "62F19041"}
+	if err := <-reqDone; err != nil {
+		t.Errorf("Request() = %v, want its answer", err)
 	}
 }
 

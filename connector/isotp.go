@@ -42,10 +42,10 @@ type IsotpChannel struct {
 	p2Star          time.Duration
 	busyRetry       time.Duration
 
-	outbox    chan *openobdv1.IsotpMessage // to the send goroutine; unbuffered
-	responses chan []byte                  // from the receive goroutine
-	turn      chan struct{}                // holds one token while a request is outstanding
-	timer     *time.Timer                  // used by the request holding the turn
+	sending   chan struct{} // holds one token while a caller sends on the stream
+	responses chan []byte   // from the receive goroutine
+	turn      chan struct{} // holds one token while a request is outstanding
+	timer     *time.Timer   // used by the request holding the turn
 	strays    atomic.Uint64
 	wg        sync.WaitGroup
 
@@ -85,7 +85,7 @@ func (s *Session) OpenIsotp(ctx context.Context, channel *openobdv1.IsotpChannel
 	s.channels[c] = struct{}{}
 	s.mu.Unlock()
 
-	if err := c.enqueue(ctx, &openobdv1.IsotpMessage{Channel: c.channel}); err != nil {
+	if err := c.send(ctx, &openobdv1.IsotpMessage{Channel: c.channel}); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -93,8 +93,8 @@ func (s *Session) OpenIsotp(ctx context.Context, channel *openobdv1.IsotpChannel
 	return c, nil
 }
 
-// newIsotpChannel starts the send and receive goroutines of a channel of
-// session s (nil in unit tests) over stream; cancel must end the stream.
+// newIsotpChannel starts the receive goroutine of a channel of session s
+// (nil in unit tests) over stream; cancel must end the stream.
 func newIsotpChannel(s *Session, stream isotpStream, cancel context.CancelFunc, channel *openobdv1.IsotpChannel, log *slog.Logger, cfg Config) *IsotpChannel {
 	c := &IsotpChannel{
 		session: s,
@@ -109,14 +109,13 @@ func newIsotpChannel(s *Session, stream isotpStream, cancel context.CancelFunc, 
 		responseTimeout: cfg.ResponseTimeout,
 		p2Star:          cfg.P2Star,
 		busyRetry:       cfg.BusyRetryInterval,
-		outbox:          make(chan *openobdv1.IsotpMessage),
+		sending:         make(chan struct{}, 1),
 		responses:       make(chan []byte, responseBuffer),
 		turn:            make(chan struct{}, 1),
 		timer:           stoppedTimer(),
 		done:            make(chan struct{}),
 	}
-	c.wg.Add(2)
-	go c.sendLoop()
+	c.wg.Add(1)
 	go c.receiveLoop()
 	return c
 }
@@ -160,27 +159,6 @@ func (c *IsotpChannel) closeWith(cause error) {
 // ErrChannelClosed and the cause.
 func (c *IsotpChannel) closedErr() error {
 	return fmt.Errorf("%w: %w", ErrChannelClosed, c.err)
-}
-
-// sendLoop is the only sender on the stream, so that a Send blocked by flow
-// control never holds a caller past its context.
-func (c *IsotpChannel) sendLoop() {
-	defer c.wg.Done()
-	for {
-		select {
-		case m := <-c.outbox:
-			if err := c.stream.Send(m); err != nil {
-				// io.EOF: the stream has ended and the receive loop learns
-				// why. Any other error aborted the stream.
-				if !errors.Is(err, io.EOF) {
-					c.closeWith(c.streamErr(err))
-				}
-				return
-			}
-		case <-c.done:
-			return
-		}
-	}
 }
 
 // receiveLoop is the only receiver on the stream. It decodes payloads and
@@ -229,19 +207,49 @@ func (c *IsotpChannel) stray(payload []byte, reason string) {
 	}
 }
 
-// enqueue hands m to the send goroutine.
-func (c *IsotpChannel) enqueue(ctx context.Context, m *openobdv1.IsotpMessage) error {
+// send writes m on the stream from the caller's goroutine: no hand-off to
+// another goroutine on the way to the wire. Callers take turns (a Request and
+// a Send may run at once) and give up waiting for their turn with ctx. A
+// write that gRPC's flow control holds past ctx (the server reads nothing)
+// ends the channel, since the stream is stuck, and returns ctx's error.
+func (c *IsotpChannel) send(ctx context.Context, m *openobdv1.IsotpMessage) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	select {
-	case c.outbox <- m:
-		return nil
+	case c.sending <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.done:
 		return c.closedErr()
 	}
+	defer func() { <-c.sending }()
+	select {
+	case <-c.done:
+		return c.closedErr()
+	default:
+	}
+	stuck := func() bool { return true }
+	if ctx.Done() != nil {
+		stuck = context.AfterFunc(ctx, func() {
+			c.closeWith(&Error{Kind: KindRetryable, Op: "openIsotpStream",
+				Message: "a send was still held by flow control when its caller gave up", Err: context.Cause(ctx)})
+		})
+	}
+	err := c.stream.Send(m)
+	if !stuck() {
+		return ctx.Err()
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF):
+		// The stream has ended; the receive loop learns why and closes the
+		// channel, which a waiting Request sees.
+		return nil
+	}
+	c.closeWith(c.streamErr(err))
+	return c.closedErr()
 }
 
 // Send sends payload without waiting for an answer, e.g. tester present
@@ -251,7 +259,7 @@ func (c *IsotpChannel) Send(ctx context.Context, payload []byte) error {
 	if len(payload) == 0 {
 		return errors.New("connector: empty payload")
 	}
-	return c.enqueue(ctx, &openobdv1.IsotpMessage{Channel: c.channel, Payload: encodeHex(payload)})
+	return c.send(ctx, &openobdv1.IsotpMessage{Channel: c.channel, Payload: encodeHex(payload)})
 }
 
 // RequestOption changes one Request.
@@ -326,7 +334,7 @@ func (c *IsotpChannel) Request(ctx context.Context, payload []byte, opts ...Requ
 		busyUntil = d
 	}
 	msg := &openobdv1.IsotpMessage{Channel: c.channel, Payload: encodeHex(payload)}
-	if err := c.enqueue(ctx, msg); err != nil {
+	if err := c.send(ctx, msg); err != nil {
 		if errors.Is(err, ErrChannelClosed) {
 			return nil, err
 		}
@@ -360,7 +368,10 @@ func (c *IsotpChannel) Request(ctx context.Context, payload []byte, opts ...Requ
 				return c.timedOut(payload, start, pending, busy, nil)
 			}
 			resend = false
-			if err := c.enqueue(ctx, msg); err != nil {
+			if err := c.send(ctx, msg); err != nil {
+				if errors.Is(err, ErrChannelClosed) {
+					return nil, err
+				}
 				return c.timedOut(payload, start, pending, busy, err)
 			}
 			timer.Reset(o.timeout)

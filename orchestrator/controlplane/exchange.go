@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -107,15 +108,11 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 // message, on a failure of the session, or when a send stays blocked for
 // StallTimeout; in that last case it closes stalled.
 func (s *Service) serve(ctx context.Context, cancel context.CancelCauseFunc, stalled chan<- struct{}, ch orchestrator.RelayChannel, stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) {
-	var once sync.Once
-	stall := time.AfterFunc(time.Hour, func() {
-		once.Do(func() {
-			cancel(status.Errorf(codes.ResourceExhausted, "runner stalled: responses not read for %s", s.opts.StallTimeout))
-			close(stalled)
-		})
+	w := newStallWatch(s.opts.StallTimeout, func() {
+		cancel(status.Errorf(codes.ResourceExhausted, "runner stalled: responses not read for %s", s.opts.StallTimeout))
+		close(stalled)
 	})
-	stall.Stop()
-	defer stall.Stop()
+	defer w.stop()
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -130,7 +127,7 @@ func (s *Service) serve(ctx context.Context, cancel context.CancelCauseFunc, sta
 		if ctx.Err() != nil {
 			return
 		}
-		resp, fatal := s.do(ctx, ch, req)
+		out, fatal := s.do(ctx, ch, req)
 		if fatal != nil {
 			cancel(fatal)
 			return
@@ -138,9 +135,9 @@ func (s *Service) serve(ctx context.Context, cancel context.CancelCauseFunc, sta
 		if ctx.Err() != nil {
 			return
 		}
-		stall.Reset(s.opts.StallTimeout)
-		err = stream.Send(&orchestratorv1.ExchangeResponse{Kind: &orchestratorv1.ExchangeResponse_Response{Response: resp}})
-		stall.Stop()
+		w.sending()
+		err = stream.Send(out)
+		w.sent()
 		if err != nil {
 			cancel(err)
 			return
@@ -148,22 +145,68 @@ func (s *Service) serve(ctx context.Context, cancel context.CancelCauseFunc, sta
 	}
 }
 
+// stallWatch calls onStall once when a send has lasted timeout. Marking a
+// send costs two atomic stores, not a timer reset per response: one timer
+// per stream wakes every timeout at most and re-arms itself for the send in
+// progress.
+type stallWatch struct {
+	timeout time.Duration
+	epoch   time.Time
+	// since is when the send in progress began, as a monotonic offset from
+	// epoch plus one; 0 when no send is in progress.
+	since   atomic.Int64
+	stopped atomic.Bool
+	timer   *time.Timer
+	once    sync.Once
+}
+
+func newStallWatch(timeout time.Duration, onStall func()) *stallWatch {
+	w := &stallWatch{timeout: timeout, epoch: time.Now()}
+	w.timer = time.AfterFunc(timeout, func() {
+		if w.stopped.Load() {
+			return
+		}
+		next := w.timeout
+		if began := w.since.Load(); began != 0 {
+			sending := time.Since(w.epoch) - time.Duration(began-1)
+			if sending >= w.timeout {
+				w.once.Do(onStall)
+				return
+			}
+			next = w.timeout - sending
+		}
+		w.timer.Reset(next)
+	})
+	return w
+}
+
+func (w *stallWatch) sending() { w.since.Store(int64(time.Since(w.epoch)) + 1) }
+func (w *stallWatch) sent()    { w.since.Store(0) }
+
+// stop ends the watch: a wake-up already under way re-arms the timer at
+// most once more, and the next one finds the watch stopped.
+func (w *stallWatch) stop() {
+	w.stopped.Store(true)
+	w.timer.Stop()
+}
+
 // do relays one request. Failures that concern only this request (timeout,
 // broken openOBD stream, bad payload) are reported in the response and the
 // stream goes on; failures of the session (interrupt, lost lease) end it.
-func (s *Service) do(ctx context.Context, ch orchestrator.RelayChannel, req *orchestratorv1.UdsRequest) (*orchestratorv1.UdsResponse, error) {
+func (s *Service) do(ctx context.Context, ch orchestrator.RelayChannel, req *orchestratorv1.UdsRequest) (*orchestratorv1.ExchangeResponse, error) {
 	start := time.Now()
-	out := &orchestratorv1.UdsResponse{CorrelationId: req.GetCorrelationId()}
+	m := newExchangeResponse(req.GetCorrelationId())
+	out := &m.resp
 	r, err := requestFromProto("request.", req.GetPayload(), req.GetTimeout(), req.Timeout != nil, req.GetIdempotent())
 	if err != nil {
 		out.Error = &orchestratorv1.RequestError{Code: orchestratorv1.RequestErrorCode_REQUEST_ERROR_CODE_INVALID, Message: status.Convert(err).Message()}
-		out.TotalTime = durationpb.New(time.Since(start))
-		return out, nil
+		m.setTotal(time.Since(start))
+		return &m.msg, nil
 	}
 	resp, err := ch.Do(ctx, r)
-	out.TotalTime = durationpb.New(time.Since(start))
+	m.setTotal(time.Since(start))
 	out.Attempts = uint32(resp.Attempts)
-	out.EcuTime = durationpb.New(resp.ECUTime)
+	m.setECU(resp.ECUTime)
 	switch {
 	case err == nil:
 		out.Payload, out.Negative, out.Nrc = resp.Payload, resp.Negative, uint32(resp.NRC)
@@ -177,5 +220,41 @@ func (s *Service) do(ctx context.Context, ch orchestrator.RelayChannel, req *orc
 		// The session itself failed: end the stream with the mapped status.
 		return nil, err
 	}
-	return out, nil
+	return &m.msg, nil
+}
+
+// exchangeResponse holds the messages of one answer in one allocation
+// instead of five: the ExchangeResponse, its oneof wrapper, the UdsResponse
+// and its two durations. Each answer gets its own, since gRPC may read a
+// sent message later (stats handlers).
+type exchangeResponse struct {
+	msg        orchestratorv1.ExchangeResponse
+	kind       orchestratorv1.ExchangeResponse_Response
+	resp       orchestratorv1.UdsResponse
+	total, ecu durationpb.Duration
+}
+
+func newExchangeResponse(correlationID uint64) *exchangeResponse {
+	m := &exchangeResponse{}
+	m.resp.CorrelationId = correlationID
+	m.kind.Response = &m.resp
+	m.msg.Kind = &m.kind
+	return m
+}
+
+func (m *exchangeResponse) setTotal(d time.Duration) {
+	setDuration(&m.total, d)
+	m.resp.TotalTime = &m.total
+}
+
+func (m *exchangeResponse) setECU(d time.Duration) {
+	setDuration(&m.ecu, d)
+	m.resp.EcuTime = &m.ecu
+}
+
+// setDuration sets p to d as durationpb.New does.
+func setDuration(p *durationpb.Duration, d time.Duration) {
+	nanos := d.Nanoseconds()
+	p.Seconds = nanos / 1e9
+	p.Nanos = int32(nanos - p.Seconds*1e9)
 }
