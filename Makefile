@@ -68,3 +68,29 @@ bench: ## run the load-test scenarios (about 10 min) and regenerate BENCHMARKS.m
 .PHONY: bench-doc
 bench-doc: ## regenerate BENCHMARKS.md and its plot from the results of the last make bench
 	go run ./cmd/loadtest/benchdoc generate
+
+# --- Nested Go modules (gen, sdk, examples/go) and the reference runners ---
+# `go test ./...` at the root covers the root module only; these targets
+# cover the modules nested in it.
+
+GO_MODULES := gen sdk examples/go
+
+.PHONY: tidy-modules
+tidy-modules: ## fail if go.mod/go.sum of a nested module is not tidy
+	@for m in $(GO_MODULES); do (cd $$m && go mod tidy -diff) || { echo "$$m: run go mod tidy"; exit 1; }; done
+
+.PHONY: vet-modules
+vet-modules: ## go vet in the nested modules
+	@for m in $(GO_MODULES); do echo "go vet ($$m)"; (cd $$m && go vet ./...) || exit 1; done
+
+.PHONY: test-modules
+test-modules: ## tests of the nested modules, with the race detector
+	@for m in $(GO_MODULES); do (cd $$m && go test -race ./...) || exit 1; done
+
+.PHONY: check-sdk-deps
+check-sdk-deps: ## a runner importing only the SDK builds no etcd, OpenTelemetry or zap
+	.ci/check-sdk-deps
+
+.PHONY: examples
+examples: ## run the Go and Python reference runners against orchestrator --demo
+	.ci/run-examples

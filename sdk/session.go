@@ -34,13 +34,13 @@ type Session struct {
 	// wg counts the renewer and the channels' receivers.
 	wg sync.WaitGroup
 
-	mu       sync.Mutex
-	err      error     // why the session cannot be used any more; nil while it can
+	mu  sync.Mutex
+	err error // why the session cannot be used any more; nil while it can
 	// finishing is set while FinishSession is in flight: the orchestrator
 	// then ends the session's streams, which is not a loss.
 	finishing bool
-	expire   time.Time // local time the lease ends unless renewed
-	channels map[*Channel]struct{}
+	expire    time.Time // local time the lease ends unless renewed
+	channels  map[*Channel]struct{}
 }
 
 func newSession(c *Client, resp *orchestratorv1.AcquireSessionResponse, opts AcquireOptions, parent context.Context) *Session {

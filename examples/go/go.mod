@@ -1,0 +1,23 @@
+module github.com/obdorch/obdorch/examples/go
+
+go 1.26.0
+
+require (
+	github.com/obdorch/obdorch/sdk v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/obdorch/obdorch/gen v0.0.0-00010101000000-000000000000 // indirect
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+	google.golang.org/grpc v1.85.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
+
+replace (
+	github.com/obdorch/obdorch/gen => ../../gen
+	github.com/obdorch/obdorch/sdk => ../../sdk
+)
