@@ -36,7 +36,7 @@ func newMetrics() *metrics {
 		metric.WithDescription("Relayed UDS request time: part=total is the whole call, part=ecu the time waiting on openOBD and the ECU, part=added the orchestrator's own share."),
 		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
 	out.queueWait, errs[2] = m.Float64Histogram("obdorch.relay.queue_wait",
-		metric.WithDescription("Time a request waited for its turn on a busy channel."),
+		metric.WithDescription("Time a request waited for its turn on a busy channel; requests that found their channel free are not recorded."),
 		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
 	out.requests, errs[3] = m.Int64Counter("obdorch.relay.requests",
 		metric.WithDescription("Relayed UDS requests by outcome."), metric.WithUnit("{request}"))
@@ -98,7 +98,14 @@ func (m *metrics) relayed(ctx context.Context, outcome string, r Response) {
 	}
 }
 
+// waited records the wait of a request that found its channel busy. A
+// request that found it free is not recorded: that is the common case, the
+// histogram describes waits on busy channels (requests are counted by
+// obdorch.relay.requests), and the record would cost every request.
 func (m *metrics) waited(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
 	m.queueWait.Record(ctx, d.Seconds())
 }
 

@@ -73,6 +73,9 @@ func TestMetrics(t *testing.T) {
 	if got := histCount["obdorch.relay.duration"]; got != 9 { // total, ecu and added per request
 		t.Errorf("obdorch.relay.duration has %d samples, want 9", got)
 	}
+	if got := histCount["obdorch.relay.queue_wait"]; got != 0 { // one request at a time: never a busy channel
+		t.Errorf("obdorch.relay.queue_wait has %d samples, want 0", got)
+	}
 	if sums["obdorch.reconciles"]["ok"] == 0 {
 		t.Error("no successful reconcile counted")
 	}

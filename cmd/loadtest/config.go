@@ -47,6 +47,7 @@ type config struct {
 	memProfile        string
 	mutexProfile      string
 	trace             string
+	metrics           bool
 	// args is the command line, recorded in the results.
 	args []string
 }
@@ -114,6 +115,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.partnerURL, "partner-url", "", "`URL` of the running fake's Partner API, e.g. http://127.0.0.1:17002")
 	fs.StringVar(&c.clientID, "client-id", fakejifeline.DefaultClientID, "client id the fake accepts")
 	fs.StringVar(&c.clientSecret, "client-secret", fakejifeline.DefaultClientSecret, "client secret the fake accepts")
+	fs.BoolVar(&c.metrics, "metrics", true, "record the in-process components' metrics in an OpenTelemetry meter provider read by a Prometheus registry, as cmd/orchestrator does with its admin listener on (its default); false leaves them to the no-op provider")
 	fs.BoolVar(&c.noFsync, "no-fsync", false, "run the embedded etcd without fsync (faster writes; the service default keeps fsync)")
 	logLevel := fs.String("log-level", "info", "`level` of this tool's logs: debug, info, warn or error")
 	orchLevel := fs.String("orchestrator-log-level", "warn", "`level` of the in-process orchestrator's, store's and fake's logs (info logs every control-plane call)")

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/obdorch/obdorch/cmd/internal/buildinfo"
 	"github.com/obdorch/obdorch/cmd/loadtest/internal/results"
 	"github.com/obdorch/obdorch/orchestrator/telemetry"
@@ -79,6 +81,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.mutexProfile != "" {
 		defer runtime.SetMutexProfileFraction(runtime.SetMutexProfileFraction(mutexFraction))
+	}
+	if cfg.metrics {
+		shutdown, err := telemetry.Setup(ctx, telemetry.Config{
+			ServiceName: "obdorch-loadtest", Getenv: func(string) string { return "" },
+			Prometheus: prometheus.NewRegistry(),
+		})
+		if err != nil {
+			r.log.Error("setting up metrics", "err", err)
+			return exitFailed
+		}
+		defer func() {
+			if err := shutdown(context.WithoutCancel(ctx)); err != nil {
+				r.log.Warn("shutting metrics down", "err", err)
+			}
+		}()
 	}
 	all, err := r.runAll(ctx)
 	if err != nil {
