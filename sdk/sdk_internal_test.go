@@ -130,6 +130,12 @@ func (l *leaseServer) AcquireSession(_ context.Context, req *orchestratorv1.Acqu
 
 func serve(t *testing.T, srv orchestratorv1.OrchestratorServiceServer) *Client {
 	t.Helper()
+	return serveTB(t, srv)
+}
+
+// serveTB serves srv on an in-memory listener and returns a client of it.
+func serveTB(t testing.TB, srv orchestratorv1.OrchestratorServiceServer) *Client {
+	t.Helper()
 	lis := bufconn.Listen(1 << 16)
 	gs := grpc.NewServer()
 	orchestratorv1.RegisterOrchestratorServiceServer(gs, srv)
