@@ -171,6 +171,10 @@ func (c *Client) conn(endpoint string) (*grpc.ClientConn, error) {
 		// silent for two minutes). Five minutes is the least grpc servers
 		// accept by default; the openOBD policy is not published.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}),
+		// Static flow-control windows: ISO-TP messages are small, and the
+		// dynamic window's bandwidth probe sends a ping for nearly every
+		// answer of a request/response exchange.
+		grpc.WithStaticStreamWindowSize(staticStreamWindow), grpc.WithStaticConnWindowSize(staticConnWindow),
 	}
 	// No service-config retries: openOBD's UNAVAILABLE answers ("Resource
 	// already in use", "no free resources ... two minutes") need the

@@ -19,6 +19,14 @@ import (
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 )
 
+// Flow-control windows of the openOBD connections: a stream's is gRPC's
+// default initial window, far above the largest ISO-TP message (4095 bytes,
+// 8 KiB as hex); a connection's lets many channels' messages be in flight.
+const (
+	staticStreamWindow = 64 << 10
+	staticConnWindow   = 1 << 20
+)
+
 // responseBuffer is how many received messages wait for a Request before
 // further ones are dropped as strays.
 const responseBuffer = 16
@@ -43,6 +51,7 @@ type IsotpChannel struct {
 	busyRetry       time.Duration
 
 	sending   chan struct{} // holds one token while a caller sends on the stream
+	guard     *time.Timer   // armed while a caller sends: ends a stuck stream
 	responses chan []byte   // from the receive goroutine
 	turn      chan struct{} // holds one token while a request is outstanding
 	timer     *time.Timer   // used by the request holding the turn
@@ -115,6 +124,11 @@ func newIsotpChannel(s *Session, stream isotpStream, cancel context.CancelFunc, 
 		timer:           stoppedTimer(),
 		done:            make(chan struct{}),
 	}
+	c.guard = time.AfterFunc(time.Hour, func() {
+		c.closeWith(&Error{Kind: KindRetryable, Op: "openIsotpStream",
+			Message: "a write was held by flow control past its caller's deadline or the response timeout"})
+	})
+	c.guard.Stop()
 	c.wg.Add(1)
 	go c.receiveLoop()
 	return c
@@ -210,8 +224,10 @@ func (c *IsotpChannel) stray(payload []byte, reason string) {
 // send writes m on the stream from the caller's goroutine: no hand-off to
 // another goroutine on the way to the wire. Callers take turns (a Request and
 // a Send may run at once) and give up waiting for their turn with ctx. A
-// write that gRPC's flow control holds past ctx (the server reads nothing)
-// ends the channel, since the stream is stuck, and returns ctx's error.
+// write that gRPC's flow control holds (the server reads nothing) past ctx's
+// deadline, or past the response timeout when that comes first, ends the
+// channel, since the stream is stuck: the caller then gets ctx's error, or
+// ErrChannelClosed.
 func (c *IsotpChannel) send(ctx context.Context, m *openobdv1.IsotpMessage) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -229,16 +245,28 @@ func (c *IsotpChannel) send(ctx context.Context, m *openobdv1.IsotpMessage) erro
 		return c.closedErr()
 	default:
 	}
-	stuck := func() bool { return true }
-	if ctx.Done() != nil {
-		stuck = context.AfterFunc(ctx, func() {
-			c.closeWith(&Error{Kind: KindRetryable, Op: "openIsotpStream",
-				Message: "a send was still held by flow control when its caller gave up", Err: context.Cause(ctx)})
-		})
+	limit, byDeadline := c.responseTimeout, false
+	if d, ok := ctx.Deadline(); ok {
+		if left := time.Until(d); left < limit {
+			limit, byDeadline = left, true
+		}
 	}
+	if limit <= 0 {
+		return context.DeadlineExceeded
+	}
+	// The guard is one timer per channel, armed around each write: no
+	// allocation per request.
+	c.guard.Reset(limit)
 	err := c.stream.Send(m)
-	if !stuck() {
-		return ctx.Err()
+	if !c.guard.Stop() {
+		// The guard fired during the write and closed the channel.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if byDeadline {
+			return context.DeadlineExceeded
+		}
+		return c.closedErr()
 	}
 	switch {
 	case err == nil:

@@ -91,6 +91,11 @@ func NewServer(svc *Service, opts ServerOptions) *Server {
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
+		// Static flow-control windows: requests are small (MaxRecvMsgSize),
+		// a stalled runner's stream holds at most 64 KiB here, and the
+		// dynamic window's bandwidth probe would send a ping for nearly every
+		// request of an Exchange stream.
+		grpc.StaticStreamWindowSize(64 << 10), grpc.StaticConnWindowSize(1 << 20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}

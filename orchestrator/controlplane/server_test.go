@@ -23,7 +23,7 @@ func (*panicCore) GetSession(context.Context, string) (*session.Record, error) {
 	panic("handler bug")
 }
 
-func startServer(t *testing.T, core Core) (*Server, *grpc.ClientConn) {
+func startServer(t testing.TB, core Core) (*Server, *grpc.ClientConn) {
 	t.Helper()
 	srv := NewServer(NewService(core, Options{}), ServerOptions{})
 	lis := bufconn.Listen(1 << 20)
