@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -53,6 +54,31 @@ func TestAdminMetricsAfterADemoSession(t *testing.T) {
 	client := orchestratorv1.NewOrchestratorServiceClient(conn)
 	cctx, ccancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer ccancel()
+
+	// The dashboard's event stream over the real store: a snapshot with the
+	// demo session, then its transition to RUNNING when a runner takes it.
+	req, _ := http.NewRequestWithContext(cctx, "GET", adminURL+"api/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := bufio.NewScanner(resp.Body)
+	events.Buffer(nil, 1<<20)
+	nextData := func(prefix string) string {
+		t.Helper()
+		for events.Scan() {
+			if line := events.Text(); strings.HasPrefix(line, "data: ") && strings.Contains(line, prefix) {
+				return line
+			}
+		}
+		t.Fatalf("event stream ended waiting for %q: %v", prefix, events.Err())
+		return ""
+	}
+	if snap := nextData(`{"revision":`); !strings.Contains(snap, `"sessions":[`) {
+		t.Errorf("first event %s, want a snapshot", snap)
+	}
+
 	acq, err := client.AcquireSession(cctx, &orchestratorv1.AcquireSessionRequest{Runner: "metrics-bot"})
 	if err != nil {
 		t.Fatalf("AcquireSession: %v", err)
@@ -64,6 +90,11 @@ func TestAdminMetricsAfterADemoSession(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
+
+	if ev := nextData(`"state":"RUNNING"`); !strings.Contains(ev, `"lease_holder":"metrics-bot"`) || !strings.Contains(ev, `"to":"RUNNING"`) {
+		t.Errorf("RUNNING event %s, want the runner's lease and the transition", ev)
+	}
+	resp.Body.Close()
 
 	get := func(path string) (int, string) {
 		t.Helper()

@@ -118,7 +118,7 @@ func (s *Server) snapshot(ctx context.Context) (int64, []row, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("store revision: %w", err)
 	}
-	var rows []row
+	rows := []row{}
 	since := s.opts.Now().Add(-s.opts.RecentWindow)
 	for _, states := range [][]session.State{liveStates, finalStates} {
 		token := ""

@@ -1,43 +1,47 @@
 // The obdorch dashboard: a snapshot of the sessions, then every change, from
 // the admin listener's Server-Sent Events (/api/events). No framework and no
-// build step: rows are kept in a Map and updated in place, so a change costs
-// one row whatever the table's size.
+// build step. Only the rows in view are in the DOM (a fixed row height and two
+// spacer rows stand for the rest), so rendering costs the same for 20 or
+// 20,000 sessions, and bursts of changes are drawn once per frame.
 'use strict';
 
 const STATES = ['PENDING', 'STARTING', 'READY', 'RUNNING', 'FINISHING', 'FINISHED', 'FAILED', 'INTERRUPTED'];
 const LIVE = new Set(['PENDING', 'STARTING', 'READY', 'RUNNING', 'FINISHING']);
 const FAILED = new Set(['FAILED', 'INTERRUPTED']);
 const RECENT_FAILURE_MS = 15 * 60 * 1000;
+const ROW_H = 24; // matches tbody tr { height } in app.css
+const OVERSCAN = 10;
 
 const $ = (id) => document.getElementById(id);
-const sessions = new Map(); // id -> {data, tr}
+const sessions = new Map(); // id -> row data
 const counts = new Map(STATES.map((s) => [s, 0]));
+let order = []; // ids that pass the filters, newest first
+const pool = []; // row elements, reused
 let me = null;
 let stateFilter = '';
 let textFilter = '';
 let selected = '';
 let source = null;
+let snapshotSeen = false;
+let renderQueued = false;
 
 // Hooks for automated checks: when the first snapshot was painted
-// (milliseconds since navigation), and a promise for a row reaching a state.
+// (milliseconds since navigation), and a promise for a row on screen.
 const waiters = [];
 window.obdDash = {
   firstRenderMs: 0,
   rows: () => sessions.size,
-  // waitRow resolves with Date.now() at the first paint that shows session
-  // id in state (or any state when state is empty).
+  // waitRow resolves with Date.now() once a frame showing session id's row
+  // in state (any state when empty) has been painted.
   waitRow(id, state) {
-    return new Promise((resolve) => {
-      const s = sessions.get(id);
-      if (s && (!state || s.data.state === state)) { afterPaint(() => resolve(Date.now())); return; }
-      waiters.push({ id, state, resolve });
-    });
+    return new Promise((resolve) => { waiters.push({ id, state, resolve }); scheduleRender(); });
   },
 };
 
-function afterPaint(fn) { requestAnimationFrame(() => setTimeout(fn, 0)); }
-
-function text(el, v) { el.textContent = v == null ? '' : String(v); }
+function text(el, v) {
+  const s = v == null ? '' : String(v);
+  if (el.textContent !== s) el.textContent = s;
+}
 
 function ago(ms) {
   if (!ms) return '';
@@ -64,18 +68,25 @@ function matches(d) {
   return hay.includes(textFilter);
 }
 
-function makeRow(d) {
+function newer(a, b) { return b.created - a.created || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0); }
+
+function rebuildOrder() {
+  const rows = [];
+  for (const d of sessions.values()) if (matches(d)) rows.push(d);
+  rows.sort(newer);
+  order = rows.map((d) => d.id);
+}
+
+function makeRow() {
   const tr = document.createElement('tr');
-  tr.dataset.id = d.id;
   for (let i = 0; i < 8; i++) tr.appendChild(document.createElement('td'));
-  tr.cells[0].className = 'state';
   tr.cells[7].className = 'reason';
-  fillRow(tr, d);
   return tr;
 }
 
 function fillRow(tr, d) {
   const c = tr.cells;
+  tr.dataset.id = d.id;
   text(c[0], d.state); c[0].className = 'state s-' + d.state;
   text(c[1], d.ticket_number || (d.ticket_id ? d.ticket_id.slice(0, 8) : ''));
   text(c[2], d.connector_id ? d.connector_id.slice(0, 8) : '');
@@ -85,20 +96,57 @@ function fillRow(tr, d) {
   text(c[5], leaseText(d));
   text(c[6], ago(d.created));
   text(c[7], d.reason);
+  c[7].title = d.reason || '';
   tr.classList.toggle('recentfail', recentFailure(d));
-  tr.classList.toggle('hide', !matches(d));
   tr.classList.toggle('sel', d.id === selected);
+}
+
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => { renderQueued = false; render(); });
+}
+
+// render draws the rows in view, the counts and the waiters' checks. It runs
+// in an animation frame; a timeout set here runs after that frame's paint.
+function render() {
+  const sc = $('scroller');
+  const first = Math.max(0, Math.floor(sc.scrollTop / ROW_H) - OVERSCAN);
+  const last = Math.min(order.length, Math.ceil((sc.scrollTop + sc.clientHeight) / ROW_H) + OVERSCAN);
+  const n = Math.max(0, last - first);
+  $('above').style.height = first * ROW_H + 'px';
+  $('below').style.height = (order.length - first - n) * ROW_H + 'px';
+  while (pool.length < n) pool.push(makeRow());
+  const frag = document.createDocumentFragment();
+  for (let i = 0; i < n; i++) {
+    fillRow(pool[i], sessions.get(order[first + i]));
+    frag.appendChild(pool[i]);
+  }
+  for (let i = n; i < pool.length; i++) pool[i].remove();
+  $('rows').insertBefore(frag, $('below'));
+  renderCounts();
+
+  for (let i = waiters.length - 1; i >= 0; i--) {
+    const w = waiters[i];
+    const tr = pool.slice(0, n).find((r) => r.dataset.id === w.id);
+    if (tr && (!w.state || tr.cells[0].textContent === w.state)) {
+      waiters.splice(i, 1);
+      setTimeout(() => w.resolve(Date.now()), 0);
+    }
+  }
+  if (snapshotSeen && !window.obdDash.firstRenderMs) {
+    setTimeout(() => { window.obdDash.firstRenderMs = performance.now(); }, 0);
+  }
 }
 
 function renderCounts() {
   const box = $('counts');
   if (!box.firstChild) {
-    const all = document.createElement('button');
-    all.dataset.state = '';
-    box.appendChild(all);
-    for (const s of STATES) {
+    for (const s of [''].concat(STATES)) {
       const b = document.createElement('button');
+      b.type = 'button';
       b.dataset.state = s;
+      b.append(s || 'ALL', document.createElement('b'));
       box.appendChild(b);
     }
     box.addEventListener('click', (e) => {
@@ -110,77 +158,51 @@ function renderCounts() {
   }
   for (const b of box.children) {
     const s = b.dataset.state;
-    b.textContent = s || 'ALL';
-    const n = document.createElement('b');
-    n.textContent = s ? counts.get(s) : sessions.size;
-    b.appendChild(n);
+    text(b.lastChild, s ? counts.get(s) : sessions.size);
     b.classList.toggle('sel', s === stateFilter);
   }
   let failures = 0;
-  for (const { data } of sessions.values()) if (recentFailure(data)) failures++;
+  for (const d of sessions.values()) if (recentFailure(d)) failures++;
   text($('failures'), failures ? failures + ' session' + (failures > 1 ? 's' : '') + ' failed or were interrupted in the last 15 minutes (highlighted)' : '');
-}
-
-function renderShown() {
-  let n = 0;
-  for (const { data } of sessions.values()) if (matches(data)) n++;
-  text($('shown'), n + ' of ' + sessions.size + ' shown');
+  text($('shown'), order.length + ' of ' + sessions.size + ' shown');
 }
 
 function refilter() {
-  for (const { data, tr } of sessions.values()) tr.classList.toggle('hide', !matches(data));
-  renderCounts();
-  renderShown();
+  rebuildOrder();
+  scheduleRender();
 }
 
 function applySnapshot(msg) {
   sessions.clear();
   for (const s of STATES) counts.set(s, 0);
-  const rows = msg.sessions.slice().sort((a, b) => b.created - a.created || (a.id < b.id ? -1 : 1));
-  const frag = document.createDocumentFragment();
-  for (const d of rows) {
-    const tr = makeRow(d);
-    sessions.set(d.id, { data: d, tr });
+  for (const d of msg.sessions) {
+    sessions.set(d.id, d);
     counts.set(d.state, counts.get(d.state) + 1);
-    frag.appendChild(tr);
   }
-  $('rows').replaceChildren(frag);
-  renderCounts();
-  renderShown();
+  rebuildOrder();
+  snapshotSeen = true;
+  scheduleRender();
   if (selected) showDetail(selected);
-  if (!window.obdDash.firstRenderMs) afterPaint(() => { window.obdDash.firstRenderMs = performance.now(); });
-  settleWaiters();
 }
 
 function applyChange(msg) {
   const d = msg.session;
   const cur = sessions.get(d.id);
-  if (cur && cur.data.revision >= d.revision) return; // the snapshot was newer
-  if (cur) {
-    counts.set(cur.data.state, counts.get(cur.data.state) - 1);
-    cur.data = d;
-    fillRow(cur.tr, d);
-  } else {
-    const tr = makeRow(d);
-    sessions.set(d.id, { data: d, tr });
-    $('rows').prepend(tr);
-  }
+  if (cur && cur.revision >= d.revision) return; // the snapshot was newer
+  if (cur) counts.set(cur.state, counts.get(cur.state) - 1);
+  sessions.set(d.id, d);
   counts.set(d.state, counts.get(d.state) + 1);
-  renderCounts();
-  if (textFilter || stateFilter) renderShown(); else text($('shown'), sessions.size + ' of ' + sessions.size + ' shown');
-  if (d.id === selected) showDetail(selected);
-  settleWaiters();
-}
-
-function settleWaiters() {
-  for (let i = waiters.length - 1; i >= 0; i--) {
-    const w = waiters[i];
-    const s = sessions.get(w.id);
-    if (s && (!w.state || s.data.state === w.state)) {
-      waiters.splice(i, 1);
-      afterPaint(() => w.resolve(Date.now()));
-    }
+  const at = cur ? order.indexOf(d.id) : -1;
+  const want = matches(d);
+  if (at >= 0 && !want) {
+    order.splice(at, 1);
+  } else if (at < 0 && want) {
+    let i = 0;
+    while (i < order.length && newer(sessions.get(order[i]), d) < 0) i++;
+    order.splice(i, 0, d.id);
   }
+  scheduleRender();
+  if (d.id === selected) showDetail(selected);
 }
 
 function connect() {
@@ -199,7 +221,7 @@ function connect() {
 
 async function showDetail(id) {
   selected = id;
-  for (const { data, tr } of sessions.values()) tr.classList.toggle('sel', data.id === id);
+  scheduleRender();
   const res = await fetch('api/sessions/' + encodeURIComponent(id));
   if (selected !== id) return;
   if (!res.ok) { text($('error'), 'session ' + id + ': ' + (await errorOf(res))); return; }
@@ -250,19 +272,28 @@ async function interrupt(e) {
   if (res.ok) $('reason').value = '';
 }
 
+// start asks who the caller is and opens the event stream at the same time,
+// so the snapshot does not wait for the answer.
 async function start() {
+  connect();
   const res = await fetch('api/me');
   if (res.status === 401) {
+    if (source) { source.close(); source = null; }
     $('app').hidden = true; $('login').hidden = false; $('logout').hidden = true;
     text($('who'), '');
     return;
   }
-  if (!res.ok) { text($('error'), 'api/me: ' + (await errorOf(res))); setTimeout(start, 2000); return; }
+  if (!res.ok) {
+    if (source) { source.close(); source = null; }
+    text($('error'), 'api/me: ' + (await errorOf(res)));
+    setTimeout(start, 2000);
+    return;
+  }
   me = await res.json();
   text($('who'), me.name + ' (' + me.role + ')');
   $('logout').hidden = !me.auth;
   $('login').hidden = true; $('app').hidden = false;
-  connect();
+  scheduleRender();
 }
 
 async function login(e) {
@@ -276,7 +307,7 @@ async function login(e) {
 }
 
 async function logout() {
-  await fetch('api/logout', { method: 'POST' });
+  await fetch('api/logout', { method: 'POST', headers: { 'Content-Type': 'application/json' } });
   if (source) { source.close(); source = null; }
   me = null;
   start();
@@ -286,21 +317,19 @@ document.addEventListener('DOMContentLoaded', () => {
   $('login').addEventListener('submit', login);
   $('logout').addEventListener('click', logout);
   $('interrupt').addEventListener('submit', interrupt);
-  $('close').addEventListener('click', () => { selected = ''; $('detail').hidden = true; refilter(); });
-  $('rows').addEventListener('click', (e) => { const tr = e.target.closest('tr'); if (tr) showDetail(tr.dataset.id); });
+  $('close').addEventListener('click', () => { selected = ''; $('detail').hidden = true; scheduleRender(); });
+  $('rows').addEventListener('click', (e) => {
+    const tr = e.target.closest('tr');
+    if (tr && tr.dataset.id) showDetail(tr.dataset.id);
+  });
+  $('scroller').addEventListener('scroll', scheduleRender, { passive: true });
+  window.addEventListener('resize', scheduleRender);
   let t = 0;
   $('filter').addEventListener('input', (e) => {
     clearTimeout(t);
     t = setTimeout(() => { textFilter = e.target.value.trim().toLowerCase(); refilter(); }, 120);
   });
   // Ages, lease countdowns and the recent-failure highlight move with the clock.
-  setInterval(() => {
-    for (const { data, tr } of sessions.values()) {
-      if (tr.classList.contains('hide')) continue;
-      text(tr.cells[6], ago(data.created));
-      if (data.lease_holder) text(tr.cells[5], leaseText(data));
-      tr.classList.toggle('recentfail', recentFailure(data));
-    }
-  }, 5000);
+  setInterval(scheduleRender, 5000);
   start();
 });
