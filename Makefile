@@ -94,3 +94,7 @@ check-sdk-deps: ## a runner importing only the SDK builds no etcd, OpenTelemetry
 .PHONY: examples
 examples: ## run the Go and Python reference runners against orchestrator --demo
 	.ci/run-examples
+
+.PHONY: browser-test
+browser-test: ## the dashboard's browser test in headless chromium, with its timings (needs chromium)
+	OBDORCH_BROWSER_TESTS=1 go test -count=1 -run TestDashboardInBrowser -v ./orchestrator/admin/
