@@ -15,8 +15,19 @@ var (
 	// ErrWrongState: the call does not fit the session's current state.
 	ErrWrongState = errors.New("session is in the wrong state")
 	// ErrLeaseRequired: the session is leased and the call did not present
-	// the lease, or presented another one.
+	// the lease id.
 	ErrLeaseRequired = errors.New("session is leased to a runner: the lease id is required")
+	// ErrWrongLease: the call presented a lease id that is not the
+	// session's lease.
+	ErrWrongLease = errors.New("the lease id is not this session's lease")
+	// ErrNotLeased: the call presented a lease id, but nobody leases the
+	// session.
+	ErrNotLeased = errors.New("the session is not leased")
+	// ErrLeaseExpired: the call presented the lease id of a lease that
+	// expired.
+	ErrLeaseExpired = errors.New("the lease expired")
+	// ErrAlreadyExists: a request id is already bound to another target.
+	ErrAlreadyExists = errors.New("already exists")
 	// ErrNoSession: no session matched before the caller's deadline.
 	ErrNoSession = errors.New("no ready session matched")
 	// ErrTimeout: the vehicle did not answer in time.
@@ -48,6 +59,27 @@ func (e *InvalidArgumentError) Error() string {
 func invalid(field, format string, args ...any) error {
 	return &InvalidArgumentError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
+
+// NotOwnerError says that a call needs the live openOBD session and another
+// replica (or, while a failover is under way, no replica) owns it. A
+// forwarding layer or a client reads the owner from it.
+type NotOwnerError struct {
+	SessionID string
+	// Owner is the replica named in the record; empty when none.
+	Owner string
+	// Address is the owner's advertised control-plane address, if known.
+	Address string
+}
+
+func (e *NotOwnerError) Error() string {
+	if e.Owner == "" {
+		return fmt.Sprintf("session %s is not attached to any replica right now (failover under way)", e.SessionID)
+	}
+	return fmt.Sprintf("session %s is owned by replica %q, not this one", e.SessionID, e.Owner)
+}
+
+// Unwrap makes a NotOwnerError an ErrUnavailable.
+func (e *NotOwnerError) Unwrap() error { return ErrUnavailable }
 
 // InterruptedError tells a runner its session was interrupted, by whom and
 // why.

@@ -22,7 +22,7 @@ import (
 	"github.com/obdorch/obdorch/partner"
 )
 
-const testTimeout = 20 * time.Second
+const testTimeout = 90 * time.Second
 
 // world is a fake Jifeline with an embedded etcd; replicas run against it.
 type world struct {

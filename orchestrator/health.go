@@ -37,12 +37,15 @@ func newHealth(threshold time.Duration, now func() time.Time, report func(bool, 
 	return &health{threshold: threshold, now: now, report: report, failing: map[string]failure{}}
 }
 
-// intakeDone records that the first intake pass finished.
-func (h *health) intakeDone() {
+// intakeDone records that an intake pass finished; it reports whether it
+// was the first.
+func (h *health) intakeDone() bool {
 	h.mu.Lock()
+	first := !h.ready
 	h.ready = true
 	h.mu.Unlock()
 	h.evaluate()
+	return first
 }
 
 // observe records the result of a call to a dependency.

@@ -25,7 +25,7 @@ func TestHealth(t *testing.T) {
 		want    *report // nil: no report expected
 	}{
 		{"success before the first pass says nothing", func() { h.observe(depOpenOBD, nil) }, 0, nil},
-		{"first pass done", h.intakeDone, 0, &report{true, ""}},
+		{"first pass done", func() { h.intakeDone() }, 0, &report{true, ""}},
 		{"a blip is not an outage", func() { h.observe(depPartner, down) }, 0, nil},
 		{"still within the threshold", func() { h.observe(depPartner, down) }, 30 * time.Second, nil},
 		{"past the threshold", func() { h.observe(depPartner, down) }, 31 * time.Second, &report{false, "Partner API unreachable"}},

@@ -2,130 +2,39 @@ package orchestrator
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/obdorch/obdorch/connector"
-	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 	"github.com/obdorch/obdorch/orchestrator/session"
 	"github.com/obdorch/obdorch/orchestrator/store"
 	"github.com/obdorch/obdorch/partner"
 )
 
-// live is a session this replica has attached: its openOBD session and the
-// relay channels open on it.
-type live struct {
-	id   string
-	sess *connector.Session
+// The life of one session, as its reconcile drives it. What happens after a
+// crash at each step (the next owner, this replica restarted or another,
+// reconciles the record it finds):
+//
+//	step                               record left as               next owner does
+//	create                             nothing, or PENDING #1       intake creates it again / starts it
+//	startSessionOnTicket in flight     PENDING, attempt n           counts attempt n+1 and starts; "Resource
+//	                                                                already in use" finds our orphan among the
+//	                                                                partner's sessions, interrupts it, retries
+//	started, STARTING recorded         STARTING + auth token        authenticates
+//	authenticated, token not stored    STARTING + spent auth token  authenticate fails: the token is lost;
+//	                                                                interrupts the session, records FAILED
+//	                                                                and starts a new one for the ticket
+//	READY (token stored with it)       READY + session token        resumes with the stored token
+//	token rotated                      newest token (retried)       resumes while the token is valid
+//	FINISHING                          FINISHING + result           completes the finish (finish.go)
+//
+// Attempts are counted in the record and bounded by MaxStartAttempts.
 
-	mu       sync.Mutex
-	channels map[channelKey]*relayChannel
-	// leaseID and leaseExpiry mirror the record's lease; traffic extends
-	// the expiry in memory.
-	leaseID     string
-	leaseExpiry time.Time
-	leaseTTL    time.Duration
-	// buses are the configured bus names; channels must use one.
-	buses map[string]bool
-	// ended is set with the reason once the session is over.
-	ended           error
-	lastTicketCheck time.Time
-}
-
-func newID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
-
-// reconcileTicket makes sure an intake ticket has a session: it claims the
-// ticket and its connector and creates a PENDING record, then queues the
-// session. A ticket already claimed (by any replica) is left alone.
-func (o *Orchestrator) reconcileTicket(ctx context.Context, ticketID string) error {
-	if _, ok, err := o.store.ClaimOf(ctx, store.ClaimTicket, ticketID); err != nil {
-		return requeue(fmt.Errorf("read ticket claim: %w", err))
-	} else if ok {
-		return nil
-	}
-	var t partner.Ticket
-	if listed, ok := o.listed.LoadAndDelete(ticketID); ok {
-		t = listed.(partner.Ticket) // as the intake pass just read it
-	} else {
-		var err error
-		if t, err = o.partner.Ticket(ctx, ticketID); err != nil {
-			if errors.Is(err, partner.ErrNotFound) {
-				return nil
-			}
-			return requeue(fmt.Errorf("read ticket: %w", err))
-		}
-	}
-	if t.State != o.cfg.IntakeState {
-		return nil
-	}
-	_, _, err := o.create(ctx, t, "", o.store.Replica(), "ticket "+strconv.FormatInt(t.TicketNumber, 10)+" is "+string(t.State))
-	var claimed *store.ClaimedError
-	if errors.As(err, &claimed) {
-		return nil
-	}
-	return err
-}
-
-// create records a new PENDING session for a ticket (or, with t zero and
-// connectorID set, for a connector) and queues it. It returns the existing
-// session when the target is already claimed.
-func (o *Orchestrator) create(ctx context.Context, t partner.Ticket, connectorID, actor, reason string) (*session.Record, bool, error) {
-	return o.createRecord(ctx, t, connectorID, "", actor, reason)
-}
-
-func (o *Orchestrator) createRecord(ctx context.Context, t partner.Ticket, connectorID, requestID, actor, reason string) (*session.Record, bool, error) {
-	rec := session.New(newID(), actor, reason, o.cfg.Now())
-	rec.Owner = o.store.Replica()
-	rec.RequestID = requestID
-	if t.ID != "" {
-		rec.TicketID = t.ID
-		rec.TicketNumber = strconv.FormatInt(t.TicketNumber, 10)
-		if t.CustomerConnectorID != nil {
-			rec.ConnectorID = *t.CustomerConnectorID
-		}
-		if t.VIN != nil {
-			rec.VIN = *t.VIN
-		}
-	} else {
-		rec.ConnectorID = connectorID
-	}
-	err := o.store.Create(ctx, rec)
-	if err == nil {
-		o.records.put(rec)
-	}
-	var claimed *store.ClaimedError
-	if errors.As(err, &claimed) {
-		existing, gerr := o.store.Get(ctx, claimed.SessionID)
-		if gerr != nil {
-			return nil, false, fmt.Errorf("%w: read session %s holding the claim: %w", ErrUnavailable, claimed.SessionID, gerr)
-		}
-		return existing, false, err
-	}
-	if err != nil {
-		return nil, false, storeErr(err)
-	}
-	o.created.Store(rec.ID, struct{}{})
-	o.metrics.transition(session.StateUnspecified, session.StatePending)
-	o.logger(ctx).InfoContext(ctx, "session created", "session_id", rec.ID, "ticket_id", rec.TicketID, "connector_id", rec.ConnectorID)
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		o.traceParents.Store(rec.ID, sc)
-	}
-	o.queue.Add(sessionPrefix + rec.ID)
-	return rec, true, nil
-}
+// orphanClockSlack allows for openOBD's clock being behind ours when an
+// orphan's creation time is compared with its record's.
+const orphanClockSlack = 2 * time.Second
 
 // storeErr translates store failures into core errors.
 func storeErr(err error) error {
@@ -140,8 +49,11 @@ func storeErr(err error) error {
 	return fmt.Errorf("%w: store: %w", ErrUnavailable, err)
 }
 
+var errSkip = errors.New("nothing to write")
+
 // update applies fn to the newest record and writes it, retrying on
-// concurrent changes. fn may return errSkip to write nothing.
+// concurrent changes. fn may return errSkip to write nothing. A fenced
+// write (another replica took the session) lets go of the session here.
 func (o *Orchestrator) update(ctx context.Context, id string, fn func(r *session.Record) error) (*session.Record, error) {
 	for {
 		rec, err := o.store.Get(ctx, id)
@@ -166,22 +78,29 @@ func (o *Orchestrator) update(ctx context.Context, id string, fn func(r *session
 		case errors.Is(err, store.ErrConflict):
 			continue
 		case errors.Is(err, store.ErrFinal):
+			o.forget(id)
 			return nil, notLive(rec)
 		case errors.Is(err, store.ErrFenced):
-			o.dropLive(id, fmt.Errorf("%w: this replica lost the session's claim", ErrUnavailable))
-			return nil, fmt.Errorf("%w: session %s is owned by another replica", ErrUnavailable, id)
+			o.forget(id)
+			return nil, &NotOwnerError{SessionID: id}
 		}
 		return nil, storeErr(err)
 	}
 }
 
-var errSkip = errors.New("nothing to write")
-
-// transition moves the record to state to (when allowed) and writes it.
+// transition moves the record to state to (when allowed) and writes it,
+// with also's changes in the same write.
 func (o *Orchestrator) transition(ctx context.Context, id string, to session.State, actor, reason string, also func(r *session.Record)) (*session.Record, error) {
+	return o.transitionIf(ctx, id, to, actor, reason, nil, also)
+}
+
+// transitionIf is transition on condition: when cond (if set) rejects the
+// newest record, nothing is written and that record is returned.
+func (o *Orchestrator) transitionIf(ctx context.Context, id string, to session.State, actor, reason string, cond func(r *session.Record) bool, also func(r *session.Record)) (*session.Record, error) {
 	var from session.State
 	rec, err := o.update(ctx, id, func(r *session.Record) error {
-		if r.State == to {
+		from = session.StateUnspecified
+		if r.State == to || (cond != nil && !cond(r)) {
 			return errSkip
 		}
 		from = r.State
@@ -196,21 +115,21 @@ func (o *Orchestrator) transition(ctx context.Context, id string, to session.Sta
 		}
 		return nil
 	})
-	if err == nil && from != session.StateUnspecified {
-		o.metrics.transition(from, to)
-		if to == session.StateReady || to.Final() {
-			o.traceParents.Delete(id)
-			o.created.Delete(id)
-		}
-		if to.Final() {
-			o.ending.Delete(id) // the record tells from now on
-		}
-		o.logger(ctx).InfoContext(ctx, "session transition", "session_id", id, "state", to.String(), "actor", actor, "reason", reason)
-		if to == session.StateReady {
-			o.notifyReady()
-		}
+	if err != nil || from == session.StateUnspecified {
+		return rec, err
 	}
-	return rec, err
+	o.metrics.transition(from, to)
+	o.logger(ctx).InfoContext(ctx, "session transition", "session_id", id, "state", to.String(), "actor", actor, "reason", reason)
+	switch {
+	case to.Final():
+		o.forget(id)
+	case to == session.StateReady:
+		if a := o.attachment(id); a != nil {
+			a.setTrace(traceNone)
+		}
+		o.notifyReady()
+	}
+	return rec, nil
 }
 
 // notLive is the error for a call on an ended session: runners of an
@@ -222,54 +141,108 @@ func notLive(r *session.Record) error {
 	return fmt.Errorf("%w: session %s is %s (%s)", ErrNotLive, r.ID, r.State, r.Reason)
 }
 
-// reconcileSession drives one session towards READY, or re-attaches it after
-// a restart, or finishes what an earlier attempt left undone.
-func (o *Orchestrator) reconcileSession(ctx context.Context, id string) error {
+// reconcileSession drives one session towards READY, keeps it healthy
+// while it is attached, or adopts it when its owner is gone.
+func (o *Orchestrator) reconcileSession(ctx context.Context, id string) (result, error) {
 	rec, err := o.store.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		o.dropLive(id, ErrNotFound)
-		return nil
+		o.forget(id)
+		return result{}, nil
 	}
 	if err != nil {
-		return requeue(err)
+		return result{}, err
 	}
 	if !rec.State.Live() {
-		o.dropLive(id, notLive(rec))
-		o.ending.Delete(id)
-		return nil
+		o.forget(id)
+		return result{}, nil
 	}
-	if l := o.getLive(id); l != nil {
-		select {
-		case <-l.sess.Done():
-			return o.sessionEnded(ctx, rec, l)
-		default:
-			return o.checkLive(ctx, rec, l)
+	a := o.attachment(id)
+	if a == nil {
+		if o.draining.Load() {
+			return result{}, nil
+		}
+		if rec, a, err = o.adopt(ctx, rec); a == nil || err != nil {
+			return result{}, err
 		}
 	}
-	// Not attached here: take the session over if nobody holds it (unless
-	// this process created it and holds its claims already).
-	if _, ours := o.created.Load(id); ours {
-		// Nothing to adopt.
-	} else if err := o.store.Adopt(ctx, rec); err != nil {
-		var claimed *store.ClaimedError
-		if errors.As(err, &claimed) || errors.Is(err, store.ErrConflict) {
-			return nil // another replica owns it, or it moved on
-		}
-		return requeue(fmt.Errorf("adopt: %w", err))
+	if a.endingErr() != nil {
+		return result{}, o.recordEnd(ctx, a)
 	}
-	switch rec.State {
-	case session.StatePending:
-		return o.start(ctx, rec)
-	case session.StateStarting:
-		return o.attach(ctx, rec)
-	default: // READY, RUNNING, FINISHING after a restart or failover
-		return o.resume(ctx, rec)
+	switch {
+	case rec.State == session.StatePending, rec.State == session.StateStarting && rec.OpenOBD.SessionID == "":
+		return o.start(ctx, rec, a)
+	case rec.State == session.StateStarting && a.session() == nil:
+		return o.authenticate(ctx, rec, a)
+	case a.session() == nil:
+		return o.resume(ctx, rec, a)
 	}
+	return o.maintain(ctx, rec, a)
 }
 
-// start opens the openOBD session and records it (state STARTING) before
-// anything else, then attaches.
-func (o *Orchestrator) start(ctx context.Context, rec *session.Record) error {
+// adopt takes over a live session whose owner is gone (its claims went
+// with its store lease), writing the adoption into the history. It returns
+// a nil attachment when another replica holds the session.
+func (o *Orchestrator) adopt(ctx context.Context, rec *session.Record) (*session.Record, *attachment, error) {
+	me, now := o.store.Replica(), o.cfg.Now()
+	why := fmt.Sprintf("adopted by replica %s: replica %s no longer holds it", me, rec.Owner)
+	if rec.Owner == me {
+		why = fmt.Sprintf("adopted by replica %s after a restart", me)
+	}
+	rec.Note(me, why, now)
+	if l := rec.Lease; l != nil {
+		// The runner could not renew while nobody owned the session: its
+		// lease gets a full TTL from the adoption.
+		l.ExpireAt = maxTime(l.ExpireAt, now.Add(l.TTL))
+	}
+	if err := o.store.Adopt(ctx, rec); err != nil {
+		var claimed *store.ClaimedError
+		if errors.As(err, &claimed) || errors.Is(err, store.ErrConflict) {
+			return nil, nil, nil // another replica owns it, or it moved on
+		}
+		return nil, nil, fmt.Errorf("adopt: %w", err)
+	}
+	o.records.put(rec)
+	a := o.hold(rec.ID)
+	a.mu.Lock()
+	if rec.Lease != nil {
+		l := *rec.Lease
+		a.lease = &l
+	}
+	a.mu.Unlock()
+	o.logger(ctx).InfoContext(ctx, "session adopted", "session_id", rec.ID, "state", rec.State.String(), "previous_owner", rec.History[len(rec.History)-1].Reason)
+	return rec, a, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// start opens the openOBD session and records it (STARTING, with its
+// one-time authentication token) before anything else, then attaches.
+func (o *Orchestrator) start(ctx context.Context, rec *session.Record, a *attachment) (result, error) {
+	if !a.useFreshAttempt() {
+		// The record's current attempt may have been used by a process
+		// that died during the call, or failed: count a new one first.
+		if rec.StartAttempts >= o.cfg.MaxStartAttempts {
+			last := a.lastStartError()
+			if last == "" {
+				last = "none seen by this replica"
+			}
+			return result{}, o.fail(ctx, rec.ID, fmt.Sprintf("openOBD session could not be started after %d attempts (last error: %s)", rec.StartAttempts, last))
+		}
+		var err error
+		rec, err = o.update(ctx, rec.ID, func(r *session.Record) error {
+			r.StartAttempts++
+			r.StartAttemptAt = o.cfg.Now()
+			return nil
+		})
+		if err != nil {
+			return result{}, err
+		}
+	}
 	var (
 		info connector.SessionInfo
 		err  error
@@ -283,9 +256,6 @@ func (o *Orchestrator) start(ctx context.Context, rec *session.Record) error {
 	if err != nil {
 		return o.startFailed(ctx, rec, err)
 	}
-	o.mu.Lock()
-	delete(o.startAttempts, rec.ID)
-	o.mu.Unlock()
 	rec, err = o.transition(ctx, rec.ID, session.StateStarting, o.store.Replica(), "openOBD session started", func(r *session.Record) {
 		r.OpenOBD = session.OpenOBD{
 			SessionID: info.ID, State: info.State, Endpoint: info.GRPCEndpoint,
@@ -296,133 +266,198 @@ func (o *Orchestrator) start(ctx context.Context, rec *session.Record) error {
 		// The record could not be written: do not leave a session nobody
 		// knows about.
 		_, ierr := o.openobd.InterruptSession(context.WithoutCancel(ctx), info.ID)
-		return requeue(errors.Join(fmt.Errorf("record started session: %w", err), ierr))
+		return result{}, errors.Join(fmt.Errorf("record started session: %w", err), ierr)
 	}
-	return o.attach(ctx, rec)
+	return o.authenticate(ctx, rec, a)
 }
 
-// startFailed classifies a failed start: retry later, clean up our own
-// orphan, or fail the session for good.
-func (o *Orchestrator) startFailed(ctx context.Context, rec *session.Record, err error) error {
-	log := o.logger(ctx)
-	o.mu.Lock()
-	o.startAttempts[rec.ID]++
-	attempts := o.startAttempts[rec.ID]
-	o.mu.Unlock()
+// startFailed classifies a failed start: fail the session for good, clean
+// up our own orphan, or retry later with backoff.
+func (o *Orchestrator) startFailed(ctx context.Context, rec *session.Record, err error) (result, error) {
+	if a := o.attachment(rec.ID); a != nil {
+		a.setLastStartError(err)
+	}
 	switch connector.KindOf(err) {
 	case connector.KindTerminal, connector.KindNotFound:
-		return o.fail(ctx, rec.ID, "openOBD refused the session: "+err.Error())
+		return result{}, o.fail(ctx, rec.ID, "openOBD refused the session: "+err.Error())
 	case connector.KindInUse:
-		if n := o.interruptOrphans(ctx, rec); n > 0 {
-			log.InfoContext(ctx, "interrupted orphaned openOBD sessions", "session_id", rec.ID, "count", n)
+		n, wait, rerr := o.interruptOrphans(ctx, rec)
+		switch {
+		case rerr != nil:
+			return result{}, errors.Join(fmt.Errorf("start openOBD session (attempt %d): %w", rec.StartAttempts, err), rerr)
+		case n > 0:
+			return after(0), nil // start again at once
+		case wait > 0:
+			// A candidate is too young to be sure it is an orphan.
+			return after(wait), nil
 		}
+		return result{}, fmt.Errorf("start openOBD session (attempt %d): the target already has a live openOBD session that is not ours to interrupt: %w", rec.StartAttempts, err)
 	}
-	if attempts >= o.cfg.MaxStartAttempts {
-		return o.fail(ctx, rec.ID, fmt.Sprintf("openOBD session could not be started after %d attempts: %v", attempts, err))
-	}
-	return requeue(fmt.Errorf("start openOBD session (attempt %d): %w", attempts, err))
+	return result{}, fmt.Errorf("start openOBD session (attempt %d): %w", rec.StartAttempts, err)
 }
 
-// interruptOrphans interrupts openOBD sessions that our own ended records
-// of the same ticket or connector still hold. A session that no record of
-// ours knows is a stranger's and is never touched.
-func (o *Orchestrator) interruptOrphans(ctx context.Context, rec *session.Record) int {
-	f := SessionFilter{TicketID: rec.TicketID}
-	if rec.TicketID == "" {
-		f = SessionFilter{ConnectorID: rec.ConnectorID}
-	}
-	n := 0
-	recs, _, err := o.store.List(ctx, store.Filter{TicketID: f.TicketID, ConnectorID: f.ConnectorID}, store.MaxPageSize, "")
+// interruptOrphans looks, among the partner's openOBD sessions, for the
+// orphan of an interrupted start of rec: a session that is still
+// available (never authenticated), was created after rec (with slack for
+// the clocks), is older than OrphanSettle (so it is not on its way into
+// another record right now), and that no record names. It interrupts each
+// one and notes it in rec's history. An active session is never touched:
+// it belongs to someone who authenticated it. wait is set when a candidate
+// is not old enough yet.
+func (o *Orchestrator) interruptOrphans(ctx context.Context, rec *session.Record) (n int, wait time.Duration, _ error) {
+	list, err := o.openobd.ListSessions(ctx)
 	if err != nil {
-		return 0
+		return 0, 0, fmt.Errorf("list openOBD sessions: %w", err)
 	}
-	for _, r := range recs {
-		if r.ID == rec.ID || r.State.Live() || r.OpenOBD.SessionID == "" || !f.Match(r) {
+	named := map[string]bool{}
+	for _, r := range o.records.live() {
+		named[r.OpenOBD.SessionID] = true
+	}
+	if rec.TicketID != "" {
+		latest, ok, err := o.store.Latest(ctx, rec.TicketID)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			named[latest.OpenOBD.SessionID] = true
+		}
+	}
+	now, since := o.cfg.Now(), rec.CreatedAt.Add(-orphanClockSlack)
+	for _, s := range list {
+		if s.State != connector.StateAvailable || named[s.ID] {
 			continue
 		}
-		info, err := o.openobd.GetSession(ctx, r.OpenOBD.SessionID)
-		if err != nil || info.Ended() {
+		created, ok := connector.ParseTime(s.CreatedAt)
+		if !ok || created.Before(since) {
 			continue
 		}
-		if _, err := o.openobd.InterruptSession(ctx, r.OpenOBD.SessionID); err == nil {
-			n++
+		if age := now.Sub(created); age < o.cfg.OrphanSettle {
+			wait = max(wait, o.cfg.OrphanSettle-age)
+			continue
+		}
+		if _, err := o.openobd.InterruptSession(ctx, s.ID); err != nil && connector.KindOf(err) == connector.KindRetryable {
+			return n, 0, fmt.Errorf("interrupt orphaned openOBD session %s: %w", s.ID, err)
+		}
+		n++
+		o.logger(ctx).InfoContext(ctx, "interrupted orphaned openOBD session", "session_id", rec.ID, "openobd_session_id", s.ID)
+		if _, err := o.update(ctx, rec.ID, func(r *session.Record) error {
+			r.Note(o.store.Replica(), "interrupted openOBD session "+s.ID+", left available by a start whose result was never recorded", o.cfg.Now())
+			return nil
+		}); err != nil {
+			return n, 0, err
 		}
 	}
-	return n
+	return n, wait, nil
 }
 
-// attach authenticates a STARTING session, configures its buses and makes
-// it READY.
-func (o *Orchestrator) attach(ctx context.Context, rec *session.Record) error {
-	info := infoOf(rec)
-	sess, err := o.openobd.Attach(ctx, info, o.sessionOptions(rec.ID)...)
+// authenticate claims a STARTING session with its one-time token,
+// configures its buses and makes it READY; the first session token is
+// stored in the same write.
+func (o *Orchestrator) authenticate(ctx context.Context, rec *session.Record, a *attachment) (result, error) {
+	sess, err := o.openobd.Attach(ctx, infoOf(rec), o.sessionOptions(a)...)
 	o.observeOpenOBD(err)
 	if err != nil {
-		return o.attachFailed(ctx, rec, "authenticate", err)
-	}
-	// The authentication token is spent: forget it.
-	if _, err := o.update(ctx, rec.ID, func(r *session.Record) error {
-		r.OpenOBD.AuthToken = ""
-		r.OpenOBD.State = connector.StateActive
-		return nil
-	}); err != nil {
-		_ = sess.Close()
-		return requeue(err)
+		switch connector.KindOf(err) {
+		case connector.KindRetryable, connector.KindUnknown:
+			return result{}, fmt.Errorf("authenticate: %w", err)
+		case connector.KindInterrupted:
+			return result{}, o.endedOnOpenOBD(ctx, rec, "authenticate: "+err.Error())
+		}
+		return o.tokenLost(ctx, rec, err)
 	}
 	if err := sess.ConfigureBus(ctx, busConfigs(o.cfg.DefaultBuses)...); err != nil {
 		_ = sess.Close()
 		return o.attachFailed(ctx, rec, "configure bus", err)
 	}
-	o.addLive(rec.ID, sess, o.cfg.DefaultBuses)
+	a.attachSession(sess, o.cfg.DefaultBuses)
+	token, at, _ := a.unsavedToken()
 	if _, err := o.transition(ctx, rec.ID, session.StateReady, o.store.Replica(), "attached and configured", func(r *session.Record) {
 		r.Buses = o.cfg.DefaultBuses
+		r.OpenOBD.AuthToken = ""
+		r.OpenOBD.State = connector.StateActive
+		r.OpenOBD.Token, r.OpenOBD.TokenReceivedAt = token, at
 	}); err != nil {
-		o.dropLive(rec.ID, err)
-		return requeue(err)
+		// Attached but not recorded: the session is resumed from the
+		// stored record on the retry only if the token got there; keep the
+		// attachment and retry the write.
+		return result{}, err
 	}
-	return nil
+	a.tokenSaved(token)
+	return o.maintain(ctx, rec, a)
 }
 
-// resume re-attaches a READY, RUNNING or FINISHING session after a restart
-// with its stored session token, or fails it cleanly when that is no longer
-// possible.
-func (o *Orchestrator) resume(ctx context.Context, rec *session.Record) error {
-	if rec.OpenOBD.Token == "" {
-		return o.abandon(ctx, rec, "no session token stored; cannot re-attach")
+// tokenLost handles a STARTING session whose one-time token was spent by a
+// process that died before storing the session token: nobody can use the
+// session any more. It is interrupted on openOBD, recorded FAILED in plain
+// words, and (for a ticket) a new session is started at once. The new one
+// can only start once the old one is interrupted and its claims released,
+// so there are never two live openOBD sessions for the ticket.
+func (o *Orchestrator) tokenLost(ctx context.Context, rec *session.Record, cause error) (result, error) {
+	if _, err := o.openobd.InterruptSession(ctx, rec.OpenOBD.SessionID); err != nil {
+		switch connector.KindOf(err) {
+		case connector.KindInterrupted, connector.KindNotFound, connector.KindTerminal:
+		default:
+			return result{}, fmt.Errorf("interrupt the session whose token was lost: %w", err)
+		}
 	}
-	sess, err := o.openobd.Resume(ctx, infoOf(rec), rec.OpenOBD.Token, o.sessionOptions(rec.ID)...)
+	reason := "the session token was lost: the replica that authenticated the session stopped before storing its token, " +
+		"so the session could not be used; it was interrupted on openOBD"
+	if rec.TicketID != "" {
+		reason += " and a new session is started for the ticket"
+	}
+	reason += " (authenticate again: " + cause.Error() + ")"
+	if err := o.fail(ctx, rec.ID, reason); err != nil {
+		return result{}, err
+	}
+	if rec.TicketID != "" {
+		o.queue.Add(ticketKey(rec.TicketID))
+	}
+	return result{}, nil
+}
+
+// resume re-attaches a READY, RUNNING or FINISHING session with its stored
+// session token after a restart or failover, or fails it cleanly when that
+// is no longer possible.
+func (o *Orchestrator) resume(ctx context.Context, rec *session.Record, a *attachment) (result, error) {
+	if rec.OpenOBD.Token == "" {
+		return result{}, o.abandon(ctx, rec, "no session token stored; cannot re-attach")
+	}
+	sess, err := o.openobd.Resume(ctx, infoOf(rec), rec.OpenOBD.Token, o.sessionOptions(a)...)
 	if err != nil && rec.State == session.StateFinishing && connector.KindOf(err) == connector.KindInterrupted {
-		return o.completeFinish(ctx, rec.ID) // finished on openOBD before it was recorded
+		return result{}, o.completeFinish(ctx, rec.ID) // finished on openOBD before it was recorded
 	}
 	if err != nil {
 		return o.attachFailed(ctx, rec, "re-attach", err)
 	}
-	l := o.addLive(rec.ID, sess, rec.Buses)
-	if rec.Lease != nil {
-		l.mu.Lock()
-		l.leaseID, l.leaseExpiry, l.leaseTTL = rec.Lease.ID, rec.Lease.ExpireAt, o.cfg.LeaseTTL
-		l.mu.Unlock()
-	}
+	a.attachSession(sess, rec.Buses)
+	a.mu.Lock()
+	a.token, a.tokenAt, a.tokenStored = rec.OpenOBD.Token, rec.OpenOBD.TokenReceivedAt, true
+	a.mu.Unlock()
 	o.logger(ctx).InfoContext(ctx, "session re-attached", "session_id", rec.ID, "state", rec.State.String())
-	if rec.State == session.StateFinishing {
-		return o.completeFinish(ctx, rec.ID)
-	}
 	if rec.State == session.StateReady {
 		o.notifyReady()
 	}
-	return nil
+	return o.maintain(ctx, rec, a)
 }
 
-// attachFailed classifies a failed authenticate/resume/configure.
-func (o *Orchestrator) attachFailed(ctx context.Context, rec *session.Record, op string, err error) error {
+// attachFailed classifies a failed resume or bus configuration.
+func (o *Orchestrator) attachFailed(ctx context.Context, rec *session.Record, op string, err error) (result, error) {
 	switch connector.KindOf(err) {
 	case connector.KindRetryable, connector.KindUnknown:
-		return requeue(fmt.Errorf("%s: %w", op, err))
+		return result{}, fmt.Errorf("%s: %w", op, err)
 	case connector.KindInterrupted:
-		_, terr := o.transition(ctx, rec.ID, session.StateInterrupted, session.ActorOpenOBD, "session ended on the openOBD side: "+err.Error(), nil)
-		return terr
+		return result{}, o.endedOnOpenOBD(ctx, rec, op+": "+err.Error())
 	}
-	return o.abandon(ctx, rec, op+" failed: "+err.Error())
+	return result{}, o.abandon(ctx, rec, op+" failed: "+err.Error())
+}
+
+// endedOnOpenOBD records a session that openOBD (or the Partner API)
+// ended behind our back as INTERRUPTED.
+func (o *Orchestrator) endedOnOpenOBD(ctx context.Context, rec *session.Record, detail string) error {
+	_, err := o.transition(ctx, rec.ID, session.StateInterrupted, session.ActorOpenOBD, "session ended on the openOBD side: "+detail, func(r *session.Record) {
+		r.OpenOBD.State = connector.StateInterrupted
+	})
+	return err
 }
 
 // abandon interrupts the openOBD session (it is ours and may still be live)
@@ -430,19 +465,157 @@ func (o *Orchestrator) attachFailed(ctx context.Context, rec *session.Record, op
 func (o *Orchestrator) abandon(ctx context.Context, rec *session.Record, reason string) error {
 	if rec.OpenOBD.SessionID != "" {
 		if _, err := o.openobd.InterruptSession(ctx, rec.OpenOBD.SessionID); err != nil && connector.KindOf(err) == connector.KindRetryable {
-			return requeue(fmt.Errorf("interrupt abandoned openOBD session: %w", err))
+			return fmt.Errorf("interrupt abandoned openOBD session: %w", err)
 		}
 	}
 	return o.fail(ctx, rec.ID, reason)
 }
 
+// fail records the session as FAILED with the reason and lets go of it.
 func (o *Orchestrator) fail(ctx context.Context, id, reason string) error {
-	o.dropLive(id, fmt.Errorf("%w: %s", ErrNotLive, reason))
-	o.mu.Lock()
-	delete(o.startAttempts, id)
-	o.mu.Unlock()
+	if a := o.attachment(id); a != nil {
+		a.detach(fmt.Errorf("%w: %s", ErrNotLive, reason))
+	}
 	_, err := o.transition(ctx, id, session.StateFailed, o.store.Replica(), reason, nil)
 	return err
+}
+
+// recordEnd records an end this replica caused (an interrupt, a failure)
+// whose write did not happen yet, e.g. because the store was briefly
+// unreachable. The call that caused it may be recording it right now: the
+// end lock makes one wait for the other.
+func (o *Orchestrator) recordEnd(ctx context.Context, a *attachment) error {
+	a.endMu.Lock()
+	defer a.endMu.Unlock()
+	rec, err := o.store.Get(ctx, a.id)
+	if err != nil {
+		return storeErr(err)
+	}
+	cause := a.endingErr()
+	switch {
+	case !rec.State.Live():
+		o.forget(a.id)
+		return nil
+	case cause == nil:
+		return nil
+	case rec.State == session.StateFinishing:
+		return nil // completeFinish records it
+	}
+	var interrupted *InterruptedError
+	if errors.As(cause, &interrupted) {
+		_, err = o.transition(ctx, a.id, session.StateInterrupted, interrupted.Actor, interrupted.Reason, func(r *session.Record) {
+			r.OpenOBD.State = connector.StateInterrupted
+		})
+		return err
+	}
+	_, err = o.transition(ctx, a.id, session.StateFailed, o.store.Replica(), cause.Error(), nil)
+	return err
+}
+
+// maintain is the periodic look at an attached, live session: its end on
+// the openOBD side, the newest token, the runner's lease, the finish, and
+// its ticket. It asks to be looked at again when the next of these is due.
+func (o *Orchestrator) maintain(ctx context.Context, rec *session.Record, a *attachment) (result, error) {
+	sess := a.session()
+	if sess == nil {
+		return result{}, nil
+	}
+	select {
+	case <-sess.Done():
+		if a.endingErr() != nil {
+			return result{}, nil // our own interrupt or finish records the end
+		}
+		return result{}, o.sessionEnded(ctx, rec, sess)
+	default:
+	}
+	if err := o.saveToken(ctx, a); err != nil {
+		return result{}, err
+	}
+	if rec.State == session.StateFinishing {
+		return result{}, o.completeFinish(ctx, rec.ID)
+	}
+	res, err := o.reconcileLease(ctx, rec, a)
+	if err != nil {
+		return result{}, err
+	}
+	if rec.TicketID == "" {
+		return res, nil
+	}
+	due, next := a.ticketCheckDue(o.cfg.Now(), o.cfg.TicketCheckInterval)
+	res = res.sooner(after(next))
+	if !due {
+		return res, nil
+	}
+	t, err := o.partner.Ticket(ctx, rec.TicketID)
+	switch {
+	case errors.Is(err, partner.ErrNotFound):
+		_, err = o.interrupt(ctx, rec.ID, session.ActorPartnerAPI, "ticket no longer exists on the Partner API", false)
+		return result{}, err
+	case err != nil:
+		return res, nil // checked again at the next check
+	case !t.State.Open():
+		_, err = o.interrupt(ctx, rec.ID, session.ActorPartnerAPI, "ticket "+rec.TicketNumber+" is "+string(t.State), false)
+		return result{}, err
+	}
+	return res, nil
+}
+
+// saveToken stores the newest session token. A failed save is returned, so
+// the reconcile retries it with backoff until it is stored or the session
+// ends; only the newest token is ever written.
+func (o *Orchestrator) saveToken(ctx context.Context, a *attachment) error {
+	token, at, unsaved := a.unsavedToken()
+	if !unsaved {
+		return nil
+	}
+	_, err := o.update(ctx, a.id, func(r *session.Record) error {
+		if r.OpenOBD.Token == token || r.OpenOBD.TokenReceivedAt.After(at) {
+			return errSkip
+		}
+		r.OpenOBD.Token, r.OpenOBD.TokenReceivedAt = token, at
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save session token: %w", err)
+	}
+	a.tokenSaved(token)
+	return nil
+}
+
+// sessionOptions are the options of every attached session: keep each new
+// token for saving, and reconcile the session as soon as it ends.
+func (o *Orchestrator) sessionOptions(a *attachment) []connector.SessionOption {
+	return []connector.SessionOption{
+		connector.OnToken(func(token string, received time.Time) {
+			a.receivedToken(token, received)
+			o.queue.Add(sessionKey(a.id))
+		}),
+		connector.OnEnd(func(error) { o.queue.Add(sessionKey(a.id)) }),
+	}
+}
+
+// sessionEnded records the end of an attached session on the openOBD side
+// as INTERRUPTED (or FAILED when openOBD says it failed) with the reason.
+func (o *Orchestrator) sessionEnded(ctx context.Context, rec *session.Record, sess *connector.Session) error {
+	err := sess.Err()
+	reason := "session ended on the openOBD side (openOBD or Partner API)"
+	if err != nil {
+		reason += ": " + err.Error()
+	}
+	to := session.StateInterrupted
+	if connector.KindOf(err) != connector.KindInterrupted {
+		to = session.StateFailed
+	}
+	if a := o.attachment(rec.ID); a != nil {
+		a.detach(&InterruptedError{SessionID: rec.ID, Actor: session.ActorOpenOBD, Reason: reason})
+	}
+	_, terr := o.transition(ctx, rec.ID, to, session.ActorOpenOBD, reason, func(r *session.Record) {
+		r.OpenOBD.State = connector.StateInterrupted
+	})
+	if terr != nil && !errors.Is(terr, ErrWrongState) && !errors.Is(terr, ErrNotLive) {
+		return fmt.Errorf("record the openOBD end: %w", terr)
+	}
+	return nil
 }
 
 // observeOpenOBD feeds health: openOBD counts as unreachable while its calls
@@ -456,224 +629,9 @@ func (o *Orchestrator) observeOpenOBD(err error) {
 	}
 }
 
-func busNames(buses []session.Bus) map[string]bool {
-	m := make(map[string]bool, len(buses))
-	for _, b := range buses {
-		m[b.Name] = true
-	}
-	return m
-}
-
 func infoOf(rec *session.Record) connector.SessionInfo {
 	return connector.SessionInfo{
 		ID: rec.OpenOBD.SessionID, State: rec.OpenOBD.State, CreatedAt: rec.OpenOBD.CreatedAt,
 		GRPCEndpoint: rec.OpenOBD.Endpoint, AuthenticationToken: rec.OpenOBD.AuthToken,
 	}
-}
-
-// tokenSaver persists every new session token so a restarted replica can
-// re-attach within the token's life.
-func (o *Orchestrator) tokenSaver(id string) func(string, time.Time) {
-	return func(token string, received time.Time) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(o.ctx), 10*time.Second)
-		defer cancel()
-		_, err := o.update(ctx, id, func(r *session.Record) error {
-			if !r.State.Live() || r.OpenOBD.Token == token {
-				return errSkip
-			}
-			r.OpenOBD.Token, r.OpenOBD.TokenReceivedAt = token, received
-			return nil
-		})
-		if err != nil {
-			o.log.Warn("saving session token failed", "session_id", id, "err", err)
-		}
-	}
-}
-
-func (o *Orchestrator) addLive(id string, sess *connector.Session, buses []session.Bus) *live {
-	o.ending.Delete(id)
-	l := &live{id: id, sess: sess, channels: map[channelKey]*relayChannel{}, lastTicketCheck: o.cfg.Now(), buses: busNames(buses)}
-	o.mu.Lock()
-	if old := o.lives[id]; old != nil {
-		o.mu.Unlock()
-		_ = sess.Close()
-		return old
-	}
-	o.lives[id] = l
-	o.mu.Unlock()
-	select {
-	case <-sess.Done():
-		o.queue.Add(sessionPrefix + id) // ended before it was registered
-	default:
-	}
-	return l
-}
-
-// sessionOptions are the options of every attached session: persist each
-// new token, and reconcile the session as soon as it ends on its own.
-func (o *Orchestrator) sessionOptions(id string) []connector.SessionOption {
-	return []connector.SessionOption{
-		connector.OnToken(o.tokenSaver(id)),
-		connector.OnEnd(func(error) { o.queue.Add(sessionPrefix + id) }),
-	}
-}
-
-func (o *Orchestrator) getLive(id string) *live {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.lives[id]
-}
-
-// dropLive closes this replica's hold on a session (without interrupting it
-// on openOBD) and fails its channels with cause.
-func (o *Orchestrator) dropLive(id string, cause error) {
-	o.mu.Lock()
-	l := o.lives[id]
-	delete(o.lives, id)
-	o.mu.Unlock()
-	if l != nil {
-		// Until the end is recorded, runners are told this cause.
-		o.ending.Store(id, cause)
-		l.close(cause)
-	}
-}
-
-func (l *live) close(cause error) {
-	l.mu.Lock()
-	if l.ended == nil {
-		l.ended = cause
-	}
-	chans := l.channels
-	l.channels = map[channelKey]*relayChannel{}
-	l.mu.Unlock()
-	for _, c := range chans {
-		c.shutdown(cause)
-	}
-	_ = l.sess.Close()
-}
-
-// detachAll lets go of every live session on shutdown, leaving them live on
-// openOBD with their tokens stored for the next owner.
-func (o *Orchestrator) detachAll() {
-	o.mu.Lock()
-	lives := o.lives
-	o.lives = map[string]*live{}
-	o.mu.Unlock()
-	for _, l := range lives {
-		l.close(ErrShuttingDown)
-	}
-}
-
-// sessionEnded records the end of an attached session on the openOBD side
-// as INTERRUPTED (or FAILED when openOBD says it failed) with the reason. An
-// end while FINISHING is the finish itself, which completeFinish records.
-func (o *Orchestrator) sessionEnded(ctx context.Context, rec *session.Record, l *live) error {
-	if rec.State == session.StateFinishing {
-		return o.completeFinish(ctx, rec.ID)
-	}
-	err := l.sess.Err()
-	reason := "session ended on the openOBD side (openOBD or Partner API)"
-	if err != nil {
-		reason += ": " + err.Error()
-	}
-	to := session.StateInterrupted
-	if connector.KindOf(err) != connector.KindInterrupted {
-		to = session.StateFailed
-	}
-	o.dropLive(l.id, &InterruptedError{SessionID: l.id, Actor: session.ActorOpenOBD, Reason: reason})
-	_, terr := o.transition(ctx, l.id, to, session.ActorOpenOBD, reason, func(r *session.Record) {
-		r.OpenOBD.State = connector.StateInterrupted
-	})
-	if terr != nil && !errors.Is(terr, ErrWrongState) && !errors.Is(terr, ErrNotLive) {
-		return requeue(fmt.Errorf("record the openOBD end: %w", terr))
-	}
-	return nil
-}
-
-// checkLive is the periodic check of an attached session: its ticket must
-// still be open on the Partner API.
-func (o *Orchestrator) checkLive(ctx context.Context, rec *session.Record, l *live) error {
-	if rec.TicketID == "" || rec.State == session.StateFinishing {
-		if rec.State == session.StateFinishing {
-			return o.completeFinish(ctx, rec.ID)
-		}
-		return nil
-	}
-	now := o.cfg.Now()
-	l.mu.Lock()
-	due := now.Sub(l.lastTicketCheck) >= o.cfg.TicketCheckInterval
-	if due {
-		l.lastTicketCheck = now
-	}
-	l.mu.Unlock()
-	if !due {
-		return nil
-	}
-	t, err := o.partner.Ticket(ctx, rec.TicketID)
-	if err != nil {
-		if errors.Is(err, partner.ErrNotFound) {
-			_, err = o.interrupt(ctx, rec.ID, session.ActorPartnerAPI, "ticket no longer exists on the Partner API")
-			return err
-		}
-		return nil // checked again next pass
-	}
-	if !t.State.Open() {
-		_, err = o.interrupt(ctx, rec.ID, session.ActorPartnerAPI, "ticket "+rec.TicketNumber+" is "+string(t.State))
-		return err
-	}
-	return nil
-}
-
-// busConfigs converts bus definitions to openOBD's.
-func busConfigs(buses []session.Bus) []*openobdv1.BusConfiguration {
-	out := make([]*openobdv1.BusConfiguration, 0, len(buses))
-	for _, b := range buses {
-		bc := &openobdv1.BusConfiguration{BusName: b.Name}
-		switch {
-		case b.CAN != nil:
-			proto := openobdv1.CanProtocol_CAN_PROTOCOL_ISOTP
-			if b.CAN.Frames {
-				proto = openobdv1.CanProtocol_CAN_PROTOCOL_FRAMES
-			}
-			speed := openobdv1.TransceiverSpeed_TRANSCEIVER_SPEED_HIGH
-			if b.CAN.LowSpeed {
-				speed = openobdv1.TransceiverSpeed_TRANSCEIVER_SPEED_LOW
-			}
-			bc.BusDefinition = &openobdv1.BusConfiguration_CanBus{CanBus: &openobdv1.CanBus{
-				PinPlus: b.CAN.PinPlus, PinMin: b.CAN.PinMinus, CanProtocol: proto,
-				CanBitRate: canBitRates[b.CAN.BitRate], Transceiver: &speed,
-			}}
-		case b.KLine != nil:
-			proto := openobdv1.KlineProtocol_KLINE_PROTOCOL_ISO14230_SLOW
-			if b.KLine.FastInit {
-				proto = openobdv1.KlineProtocol_KLINE_PROTOCOL_ISO14230_FAST
-			}
-			bc.BusDefinition = &openobdv1.BusConfiguration_KlineBus{KlineBus: &openobdv1.KlineBus{
-				Pin: b.KLine.Pin, KlineProtocol: proto, KlineBitRate: klineBitRates[b.KLine.BitRate],
-			}}
-		}
-		out = append(out, bc)
-	}
-	return out
-}
-
-// CANBitRateSupported reports whether openOBD can run a CAN bus at bps bit/s.
-func CANBitRateSupported(bps uint32) bool { _, ok := canBitRates[bps]; return ok }
-
-// KLineBitRateSupported reports whether openOBD can run a K-line bus at bps
-// baud.
-func KLineBitRateSupported(bps uint32) bool { _, ok := klineBitRates[bps]; return ok }
-
-var canBitRates = map[uint32]openobdv1.CanBitRate{
-	1000000: openobdv1.CanBitRate_CAN_BIT_RATE_1000, 500000: openobdv1.CanBitRate_CAN_BIT_RATE_500,
-	250000: openobdv1.CanBitRate_CAN_BIT_RATE_250, 125000: openobdv1.CanBitRate_CAN_BIT_RATE_125,
-	100000: openobdv1.CanBitRate_CAN_BIT_RATE_100, 94000: openobdv1.CanBitRate_CAN_BIT_RATE_94,
-	83300: openobdv1.CanBitRate_CAN_BIT_RATE_83_3, 50000: openobdv1.CanBitRate_CAN_BIT_RATE_50,
-	33300: openobdv1.CanBitRate_CAN_BIT_RATE_33_3, 20000: openobdv1.CanBitRate_CAN_BIT_RATE_20,
-	10000: openobdv1.CanBitRate_CAN_BIT_RATE_10, 5000: openobdv1.CanBitRate_CAN_BIT_RATE_5,
-}
-
-var klineBitRates = map[uint32]openobdv1.KlineBitRate{
-	9600: openobdv1.KlineBitRate_KLINE_BIT_RATE_9600, 10400: openobdv1.KlineBitRate_KLINE_BIT_RATE_10400,
-	15625: openobdv1.KlineBitRate_KLINE_BIT_RATE_15625,
 }

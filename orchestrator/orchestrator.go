@@ -12,18 +12,11 @@ package orchestrator
 import (
 	"context"
 	"errors"
-	"fmt"
 	"iter"
 	"log/slog"
-	"runtime/debug"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/orchestrator/session"
@@ -47,6 +40,7 @@ type OpenOBD interface {
 	StartSessionOnTicket(ctx context.Context, ticket string) (connector.SessionInfo, error)
 	StartSessionOnConnector(ctx context.Context, connectorID string) (connector.SessionInfo, error)
 	GetSession(ctx context.Context, id string) (connector.SessionInfo, error)
+	ListSessions(ctx context.Context) ([]connector.SessionInfo, error)
 	InterruptSession(ctx context.Context, id string) (connector.SessionInfo, error)
 	Attach(ctx context.Context, info connector.SessionInfo, opts ...connector.SessionOption) (*connector.Session, error)
 	Resume(ctx context.Context, info connector.SessionInfo, token string, opts ...connector.SessionOption) (*connector.Session, error)
@@ -70,8 +64,16 @@ type Config struct {
 	// RetryInitial and RetryMax shape the per-key backoff (1 s, 2 min).
 	RetryInitial, RetryMax time.Duration
 	// MaxStartAttempts before a session that cannot be started fails
-	// (default 20).
+	// (default 20). Attempts are counted in the record, so the bound holds
+	// across restarts and failovers.
 	MaxStartAttempts int
+	// OrphanSettle is how old an unrecorded openOBD session must be before
+	// it may be taken for the orphan of an interrupted start (default 10 s):
+	// younger ones may still be on their way into another record.
+	OrphanSettle time.Duration
+	// AcquireMaxWait bounds how long AcquireSession waits for a READY
+	// session when the caller set no shorter deadline (default 60 s).
+	AcquireMaxWait time.Duration
 	// DefaultBuses are configured on every new session (default: CAN
 	// 500 kbit/s ISO-TP on pins 6/14, named "can0").
 	DefaultBuses []session.Bus
@@ -125,6 +127,8 @@ func (c Config) withDefaults() Config {
 	setDur(&c.TesterPresentInterval, 2*time.Second)
 	setDur(&c.TicketCheckInterval, time.Minute)
 	setDur(&c.HealthThreshold, time.Minute)
+	setDur(&c.OrphanSettle, 10*time.Second)
+	setDur(&c.AcquireMaxWait, time.Minute)
 	if c.Workers <= 0 {
 		c.Workers = 64
 	}
@@ -146,7 +150,14 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Orchestrator is the core. Create it with New and run it with Start.
+// Orchestrator is the core. Create it with New and run it with Start; the
+// control-plane operations may be called as soon as New returns.
+//
+// Locking: mu guards the attachments map and the ready channel only, and is
+// never held while calling out or while taking another lock. Each
+// attachment has its own mutex (see attachment). The lock order is
+// Orchestrator.mu, then attachment.mu, then relayChannel.mu; code takes at
+// most one of them at a time wherever it can.
 type Orchestrator struct {
 	cfg     Config
 	log     *slog.Logger
@@ -156,40 +167,30 @@ type Orchestrator struct {
 	queue   *queue
 	metrics *metrics
 	records *records
+	health  *health
 
-	mu    sync.Mutex
-	lives map[string]*live // sessions attached by this replica, by id
+	// life is the core's own context: it exists from New, so no call path
+	// depends on Start having run, and it ends when Start returns. Every
+	// background goroutine and detached write runs under it.
+	life     context.Context
+	stopLife context.CancelFunc
+
+	// draining is set once shutdown begins: leases no longer expire and
+	// intake takes no new tickets, so runners keep what they hold while
+	// the control plane drains.
+	draining atomic.Bool
+
+	// tickets is the latest intake listing, by ticket id, so the reconcile
+	// of a listed ticket costs no second read. Each pass replaces it.
+	tickets atomic.Pointer[map[string]partner.Ticket]
+
+	mu       sync.Mutex
+	attached map[string]*attachment // sessions whose claims this replica holds, by id
 	// ready is closed and replaced whenever a session may have become
 	// available to AcquireSession.
 	ready chan struct{}
-	// startAttempts counts failed starts per session id.
-	startAttempts map[string]int
 
-	health *health
-
-	// listed holds the tickets of the latest intake pass until their
-	// reconcile takes them, so a pass costs one list, not a read per ticket.
-	listed sync.Map // ticket id -> partner.Ticket
-
-	// ending holds why a session this replica let go of is ending, until
-	// the end is recorded.
-	ending sync.Map // session id -> error
-
-	// finishing serialises the steps of FINISHING per session.
-	finishing sync.Map // session id -> *sync.Mutex
-
-	// created marks records this process created and still holds the claims
-	// of, until they are READY: they need no adoption.
-	created sync.Map // session id -> struct{}
-
-	// traceParents links the reconciles of a session started through the
-	// control plane to the caller's trace, until the session is READY.
-	traceParents sync.Map // session id -> trace.SpanContext
-
-	// ctx is the Start context: it owns every background goroutine.
-	ctx     context.Context
-	wg      sync.WaitGroup
-	started chan struct{}
+	wg sync.WaitGroup
 }
 
 // New returns a core over the store and the two clients.
@@ -198,65 +199,51 @@ func New(cfg Config, st *store.Store, p Partner, o OpenOBD) (*Orchestrator, erro
 		return nil, errors.New("orchestrator: store, Partner API and openOBD clients are required")
 	}
 	cfg = cfg.withDefaults()
-	return &Orchestrator{
-		cfg:           cfg,
-		log:           cfg.Logger.With("replica", st.Replica()),
-		store:         st,
-		partner:       p,
-		openobd:       o,
-		queue:         newQueue(cfg.RetryInitial, cfg.RetryMax),
-		metrics:       newMetrics(),
-		records:       newRecords(),
-		health:        newHealth(cfg.HealthThreshold, cfg.Now, cfg.OnHealth),
-		lives:         map[string]*live{},
-		ready:         make(chan struct{}),
-		startAttempts: map[string]int{},
-		started:       make(chan struct{}),
-	}, nil
+	// The core's lifetime is its own: Start ends it.
+	life, stop := context.WithCancel(context.Background())
+	orch := &Orchestrator{
+		cfg:      cfg,
+		log:      cfg.Logger.With("replica", st.Replica()),
+		store:    st,
+		partner:  p,
+		openobd:  o,
+		queue:    newQueue(cfg.RetryInitial, cfg.RetryMax, cfg.Now),
+		records:  newRecords(),
+		health:   newHealth(cfg.HealthThreshold, cfg.Now, cfg.OnHealth),
+		life:     life,
+		stopLife: stop,
+		attached: map[string]*attachment{},
+		ready:    make(chan struct{}),
+		metrics:  newMetrics(),
+	}
+	return orch, nil
 }
 
 // Start runs the reconciler until ctx ends, then stops the workers and
 // detaches (without interrupting) every live session, so a restarted or
 // other replica can adopt them. It returns nil on a clean stop.
 func (o *Orchestrator) Start(ctx context.Context) error {
-	o.ctx = ctx
-	close(o.started)
+	defer o.stopLife()
+	stop := context.AfterFunc(ctx, o.stopLife)
+	defer stop()
 	o.log.InfoContext(ctx, "orchestrator starting", "workers", o.cfg.Workers, "resync", o.cfg.ResyncInterval)
 
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.followStore(o.life)
+	}()
 	for range o.cfg.Workers {
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()
-			o.worker()
+			o.worker(o.life)
 		}()
 	}
+	// The intake key requeues itself every ResyncInterval.
+	o.queue.Add(intakeKey)
 
-	o.wg.Add(2)
-	go func() {
-		defer o.wg.Done()
-		o.sweepLeases(ctx)
-	}()
-	go func() {
-		defer o.wg.Done()
-		o.followStore(ctx)
-	}()
-
-	// Adopt what a previous incarnation left behind before taking new work.
-	o.adoptAll(ctx)
-	o.intakePass(ctx, true)
-	ticker := time.NewTicker(o.cfg.ResyncInterval)
-	defer ticker.Stop()
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-ticker.C:
-			o.adoptAll(ctx)
-			o.intakePass(ctx, false)
-		}
-	}
-
+	<-o.life.Done()
 	o.queue.Close()
 	o.wg.Wait()
 	o.detachAll()
@@ -264,119 +251,13 @@ loop:
 	return nil
 }
 
-// sweepLeases ends the leases of runners that went silent, once a second
-// for all sessions.
-func (o *Orchestrator) sweepLeases(ctx context.Context) {
-	t := time.NewTicker(leaseSweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			o.mu.Lock()
-			lives := make([]*live, 0, len(o.lives))
-			for _, l := range o.lives {
-				lives = append(lives, l)
-			}
-			o.mu.Unlock()
-			for _, l := range lives {
-				o.expireLease(ctx, l)
-			}
-		}
-	}
-}
-
-// leaseSweep is how often expired leases are looked for.
-const leaseSweep = 100 * time.Millisecond
+// Drain begins an orderly stop: from now on leases do not expire and
+// intake takes no new tickets, while the control plane finishes its calls.
+// Start's context ending completes the stop.
+func (o *Orchestrator) Drain() { o.draining.Store(true) }
 
 // Resync asks for an intake pass now.
-func (o *Orchestrator) Resync() { o.queue.Add(keyIntake) }
-
-// Keys of the work queue.
-const (
-	keyIntake     = "intake"
-	ticketPrefix  = "ticket/"
-	sessionPrefix = "session/"
-)
-
-func (o *Orchestrator) worker() {
-	for {
-		key, ok := o.queue.Get()
-		if !ok {
-			return
-		}
-		o.reconcile(key)
-		o.queue.Done(key)
-	}
-}
-
-// errRequeue asks for the key to be processed again after its backoff.
-type requeueError struct{ err error }
-
-func (e *requeueError) Error() string { return e.err.Error() }
-func (e *requeueError) Unwrap() error { return e.err }
-
-func requeue(err error) error { return &requeueError{err} }
-
-// reconcile runs one guarded reconcile: panics are recovered, the pass has
-// its own timeout (told apart from shutdown), and its id is in every log line.
-func (o *Orchestrator) reconcile(key string) {
-	rid := newID()[:8]
-	ctx, cancel := context.WithTimeoutCause(o.ctx, o.cfg.ReconcileTimeout, errReconcileTimeout)
-	defer cancel()
-	log := o.log.With("key", key, "reconcile_id", rid)
-	ctx = withLogger(ctx, log)
-	if sc, ok := o.traceParents.Load(strings.TrimPrefix(key, sessionPrefix)); ok {
-		ctx = trace.ContextWithRemoteSpanContext(ctx, sc.(trace.SpanContext))
-	}
-	ctx, span := tracer.Start(ctx, "orchestrator.reconcile", trace.WithAttributes(
-		attribute.String("key", key), attribute.String("reconcile_id", rid)))
-	defer span.End()
-
-	err := func() (err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
-			}
-		}()
-		switch {
-		case key == keyIntake:
-			o.intakePass(ctx, false)
-			return nil
-		case strings.HasPrefix(key, ticketPrefix):
-			return o.reconcileTicket(ctx, strings.TrimPrefix(key, ticketPrefix))
-		case strings.HasPrefix(key, sessionPrefix):
-			return o.reconcileSession(ctx, strings.TrimPrefix(key, sessionPrefix))
-		}
-		return fmt.Errorf("unknown key %q", key)
-	}()
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
-	switch {
-	case err == nil:
-		o.metrics.reconciled("ok")
-		o.queue.Forget(key)
-	case o.ctx.Err() != nil:
-		// Shutting down: the next start picks the key up again.
-	default:
-		var rq *requeueError
-		if errors.As(err, &rq) || errors.Is(context.Cause(ctx), errReconcileTimeout) {
-			o.metrics.reconciled("retry")
-			d := o.queue.Retry(key)
-			log.Warn("reconcile failed, will retry", "err", err, "retry_in", d)
-			return
-		}
-		o.metrics.reconciled("error")
-		log.Error("reconcile failed", "err", err)
-	}
-}
-
-var errReconcileTimeout = errors.New("reconcile timed out")
-
-var tracer = otel.Tracer("github.com/obdorch/obdorch/orchestrator")
+func (o *Orchestrator) Resync() { o.queue.Add(intakeKey) }
 
 type loggerKey struct{}
 
@@ -389,55 +270,6 @@ func (o *Orchestrator) logger(ctx context.Context) *slog.Logger {
 		return l
 	}
 	return o.log
-}
-
-// intakePass lists the tickets to take in and queues one key per ticket.
-func (o *Orchestrator) intakePass(ctx context.Context, first bool) {
-	f := partner.TicketFilter{State: o.cfg.IntakeState, Paging: partner.Paging{PageSize: partner.MaxPageSize}}
-	if !o.cfg.IntakeAnyProcessed {
-		processed := o.cfg.IntakeExternallyProcessed
-		f.ExternallyProcessed = &processed
-	}
-	n := 0
-	for t, err := range o.partner.Tickets(ctx, f) {
-		if err != nil {
-			o.log.WarnContext(ctx, "intake pass failed", "err", err)
-			o.health.observe(depPartner, err)
-			return
-		}
-		n++
-		o.listed.Store(t.ID, t)
-		o.queue.Add(ticketPrefix + t.ID)
-	}
-	// Live sessions of this replica are checked every pass too.
-	o.mu.Lock()
-	for id := range o.lives {
-		o.queue.Add(sessionPrefix + id)
-	}
-	o.mu.Unlock()
-	o.health.observe(depPartner, nil)
-	o.health.intakeDone()
-	if first {
-		o.log.InfoContext(ctx, "first intake pass done", "tickets", n)
-	}
-}
-
-// adoptAll queues every live record without a live owner, so this replica
-// re-attaches or fails it.
-func (o *Orchestrator) adoptAll(ctx context.Context) {
-	recs, _, err := o.store.ListLive(ctx)
-	if err != nil {
-		o.log.WarnContext(ctx, "listing live sessions failed", "err", err)
-		return
-	}
-	for _, r := range recs {
-		o.mu.Lock()
-		_, mine := o.lives[r.ID]
-		o.mu.Unlock()
-		if !mine {
-			o.queue.Add(sessionPrefix + r.ID)
-		}
-	}
 }
 
 // notifyReady wakes AcquireSession callers.

@@ -44,11 +44,11 @@ func TestQueueMetrics(t *testing.T) {
 		return got
 	}
 
-	q := newQueue(time.Hour, time.Hour) // the retry stays pending
-	q.Add("a")
-	q.Add("a") // already queued: not an add
-	q.Add("b")
-	q.Retry("c")
+	q := newQueue(time.Hour, time.Hour, time.Now) // the retry stays pending
+	q.Add(ticketKey("a"))
+	q.Add(ticketKey("a")) // already queued: not an add
+	q.Add(sessionKey("b"))
+	q.Retry(sessionKey("c"))
 	got := collect()
 	want := map[string]int64{"obdorch.queue.adds": 2, "obdorch.queue.retries": 1, "obdorch.queue.depth": 2}
 	for name, w := range want {

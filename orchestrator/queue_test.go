@@ -2,17 +2,17 @@ package orchestrator
 
 import (
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
 
 func TestQueueDeduplicates(t *testing.T) {
-	q := newQueue(time.Millisecond, time.Second)
+	q := newQueue(time.Millisecond, time.Second, time.Now)
 	defer q.Close()
-	q.Add("a")
-	q.Add("a")
-	q.Add("b")
+	a, b := ticketKey("a"), sessionKey("a") // same id, different kinds
+	q.Add(a)
+	q.Add(a)
+	q.Add(b)
 	if got := q.Len(); got != 2 {
 		t.Fatalf("Len() = %d, want 2", got)
 	}
@@ -28,13 +28,17 @@ func TestQueueDeduplicates(t *testing.T) {
 }
 
 func TestQueueOneWorkerPerKey(t *testing.T) {
-	q := newQueue(time.Millisecond, time.Second)
+	q := newQueue(time.Millisecond, time.Second, time.Now)
+	keys := []key{ticketKey("a"), ticketKey("b"), sessionKey("c")}
 	var (
 		wg      sync.WaitGroup
-		running sync.Map
-		overlap atomic.Bool
-		handled atomic.Int64
+		mu      sync.Mutex
+		running = map[key]bool{}
+		overlap bool
+		handled int
+		all     = make(chan struct{})
 	)
+	const adds = 1000
 	for range 4 {
 		wg.Add(1)
 		go func() {
@@ -44,63 +48,95 @@ func TestQueueOneWorkerPerKey(t *testing.T) {
 				if !ok {
 					return
 				}
-				if _, busy := running.LoadOrStore(k, true); busy {
-					overlap.Store(true)
-				}
-				handled.Add(1)
-				running.Delete(k)
+				mu.Lock()
+				overlap = overlap || running[k]
+				running[k] = true
+				mu.Unlock()
+				mu.Lock()
+				delete(running, k)
+				handled++
+				mu.Unlock()
 				q.Done(k)
 			}
 		}()
 	}
-	for i := range 1000 {
-		q.Add([]string{"a", "b", "c"}[i%3])
+	for i := range adds {
+		q.Add(keys[i%len(keys)])
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for q.Len() > 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	// Wait until every queued key was handed out.
+	go func() {
+		defer close(all)
+		for q.Len() > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	<-all
 	q.Close()
 	wg.Wait()
-	if overlap.Load() {
+	if overlap {
 		t.Error("a key was processed by two workers at once")
 	}
-	if handled.Load() == 0 {
+	if handled == 0 {
 		t.Error("no key was processed")
 	}
 }
 
 func TestQueueRetryBackoffAndForget(t *testing.T) {
-	q := newQueue(10*time.Millisecond, 40*time.Millisecond)
+	q := newQueue(10*time.Millisecond, 40*time.Millisecond, time.Now)
 	defer q.Close()
+	k := sessionKey("k")
 	var last time.Duration
 	for range 6 {
-		last = q.Retry("k")
+		last = q.Retry(k)
 	}
 	if last > 60*time.Millisecond {
 		t.Errorf("Retry delay = %s, want capped near 40ms", last)
 	}
-	q.Forget("k")
-	if d := q.Retry("k"); d > 20*time.Millisecond {
+	q.Forget(k)
+	if d := q.Retry(k); d > 20*time.Millisecond {
 		t.Errorf("Retry after Forget = %s, want about the initial 10ms", d)
 	}
 }
 
 func TestQueueAddDoesNotCutBackoffShort(t *testing.T) {
-	q := newQueue(time.Hour, time.Hour)
+	q := newQueue(time.Hour, time.Hour, time.Now)
 	defer q.Close()
-	q.Retry("k") // waits an hour (with jitter)
-	q.Add("k")
+	k := sessionKey("k")
+	q.Retry(k) // waits an hour (with jitter)
+	q.Add(k)
 	if got := q.Len(); got != 0 {
 		t.Fatalf("Len() after Add during a backoff = %d, want 0", got)
 	}
 	// A key marked dirty while processing does not jump its backoff either.
-	q.Add("j")
-	k, _ := q.Get()
-	q.Add(k)
-	q.Retry(k)
-	q.Done(k)
+	q.Add(sessionKey("j"))
+	j, _ := q.Get()
+	q.Add(j)
+	q.Retry(j)
+	q.Done(j)
 	if got := q.Len(); got != 0 {
 		t.Errorf("Len() after Done of a dirty key in backoff = %d, want 0", got)
+	}
+}
+
+func TestQueueScheduledDelays(t *testing.T) {
+	q := newQueue(time.Hour, time.Hour, time.Now)
+	defer q.Close()
+	k := sessionKey("k")
+
+	// A scheduled look (RequeueAfter) is cut short by new work.
+	q.AddAfter(k, time.Hour)
+	q.Add(k)
+	if got := q.Len(); got != 1 {
+		t.Fatalf("Len() after Add during a scheduled delay = %d, want 1", got)
+	}
+	got, _ := q.Get()
+	q.Done(got)
+
+	// The sooner of two delays wins, whichever comes first.
+	q.AddAfter(k, time.Hour)
+	q.AddAfter(k, time.Millisecond)
+	q.AddAfter(k, time.Hour)
+	if got, ok := q.Get(); !ok || got != k {
+		t.Fatalf("Get() = %v, %v; want %v after the sooner delay", got, ok, k)
 	}
 }

@@ -41,7 +41,7 @@ func keyOf(c Channel) channelKey {
 // session alive with tester present while it is not the default one.
 type relayChannel struct {
 	o    *Orchestrator
-	l    *live
+	a    *attachment
 	spec *openobdv1.IsotpChannel
 	// turn admits one request at a time; waiting is bounded by QueueWait.
 	turn chan struct{}
@@ -76,7 +76,7 @@ func (o *Orchestrator) OpenChannel(ctx context.Context, id, leaseID string, ch C
 	if err != nil {
 		return nil, nil, err
 	}
-	return &leasedChannel{o: o, rc: rc, id: id, leaseID: leaseID}, rec, nil
+	return &leasedChannel{o: o, rc: rc, leaseID: leaseID}, rec, nil
 }
 
 // Send relays one request on a leased session.
@@ -92,16 +92,17 @@ func (o *Orchestrator) Send(ctx context.Context, id, leaseID string, ch Channel,
 	return rc.do(ctx, req)
 }
 
-// leasedChannel is a runner's handle on a channel: every request checks and
-// extends the lease.
+// leasedChannel is a runner's handle on a channel. It points at the
+// session's attachment, so a request checks (and renews) the lease under
+// that session's lock only.
 type leasedChannel struct {
-	o           *Orchestrator
-	rc          *relayChannel
-	id, leaseID string
+	o       *Orchestrator
+	rc      *relayChannel
+	leaseID string
 }
 
 func (c *leasedChannel) Do(ctx context.Context, req Request) (Response, error) {
-	if _, err := c.o.checkLease(ctx, c.id, c.leaseID); err != nil {
+	if err := c.o.useLease(c.rc.a, c.leaseID); err != nil {
 		return Response{}, err
 	}
 	return c.rc.do(ctx, req)
@@ -120,12 +121,15 @@ func (c *leasedChannel) Err() error { return c.rc.err() }
 func (c *leasedChannel) Close() error { return nil }
 
 // channel returns the session's channel for ch, opening its record.
-func (l *live) channel(o *Orchestrator, ch Channel) (*relayChannel, error) {
+func (l *attachment) channel(o *Orchestrator, ch Channel) (*relayChannel, error) {
 	k := keyOf(ch)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.ended != nil {
-		return nil, l.ended
+	if l.ending != nil {
+		return nil, l.ending
+	}
+	if l.sess == nil {
+		return nil, fmt.Errorf("%w: session %s is not attached yet; try again", ErrUnavailable, l.id)
 	}
 	if rc, ok := l.channels[k]; ok {
 		return rc, nil
@@ -145,7 +149,7 @@ func (l *live) channel(o *Orchestrator, ch Channel) (*relayChannel, error) {
 		spec.Padding = &p
 	}
 	rc := &relayChannel{
-		o: o, l: l, spec: spec,
+		o: o, a: l, spec: spec,
 		turn: make(chan struct{}, 1), opening: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	l.channels[k] = rc
@@ -154,7 +158,7 @@ func (l *live) channel(o *Orchestrator, ch Channel) (*relayChannel, error) {
 
 // closeChannels shuts every channel of the session (lease lost, buses
 // replaced); runners reopen them.
-func (l *live) closeChannels(cause error) {
+func (l *attachment) closeChannels(cause error) {
 	l.mu.Lock()
 	chans := l.channels
 	l.channels = map[channelKey]*relayChannel{}
@@ -204,20 +208,24 @@ func (c *relayChannel) stream(ctx context.Context) (*connector.IsotpChannel, err
 		if err := c.err(); err != nil {
 			return nil, backoff.Permanent(err)
 		}
-		iso, err := c.l.sess.OpenIsotp(ctx, c.spec)
+		sess := c.a.session()
+		if sess == nil {
+			return nil, backoff.Permanent(c.a.endingOr(c.a.id))
+		}
+		iso, err := sess.OpenIsotp(ctx, c.spec)
 		if err != nil && connector.KindOf(err) != connector.KindRetryable {
 			return nil, backoff.Permanent(err)
 		}
 		return iso, err
 	}, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
 		c.o.metrics.retried(ctx, "reopen")
-		c.o.log.Debug("reopening openOBD stream", "session_id", c.l.id, "err", err, "retry_in", d)
+		c.o.log.Debug("reopening openOBD stream", "session_id", c.a.id, "err", err, "retry_in", d)
 	})
 	if err != nil {
 		if cerr := c.err(); cerr != nil {
 			return nil, cerr
 		}
-		return nil, relayErr(c.l, err)
+		return nil, relayErr(c.a, err)
 	}
 	c.mu.Lock()
 	if c.closed != nil {
@@ -339,19 +347,19 @@ func (c *relayChannel) relay(ctx context.Context, req Request) (Response, error)
 				return resp, ended
 			}
 			if connector.KindOf(err) == connector.KindInterrupted {
-				return resp, &InterruptedError{SessionID: c.l.id, Actor: session.ActorOpenOBD, Reason: err.Error()}
+				return resp, &InterruptedError{SessionID: c.a.id, Actor: session.ActorOpenOBD, Reason: err.Error()}
 			}
 			if !idempotent {
 				return resp, fmt.Errorf("%w: openOBD stream broke; request % X was not re-sent (not idempotent): %w", ErrUnavailable, req.Payload, err)
 			}
 			if resp.Attempts < 2 {
-				c.o.log.Info("openOBD stream broke; re-sending idempotent request", "session_id", c.l.id, "sid", req.Payload[0])
+				c.o.log.Info("openOBD stream broke; re-sending idempotent request", "session_id", c.a.id, "sid", req.Payload[0])
 				c.o.metrics.retried(ctx, "resend")
 				continue
 			}
 			return resp, fmt.Errorf("%w: openOBD stream broke again; request % X was sent %d times: %w", ErrUnavailable, req.Payload, resp.Attempts, err)
 		}
-		return resp, relayErr(c.l, err)
+		return resp, relayErr(c.a, err)
 	}
 }
 
@@ -379,13 +387,12 @@ func (c *relayChannel) takeTurn(ctx context.Context, start time.Time) error {
 
 func (c *relayChannel) ended() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed != nil {
-		return c.closed
+	closed := c.closed
+	c.mu.Unlock()
+	if closed != nil {
+		return closed
 	}
-	c.l.mu.Lock()
-	defer c.l.mu.Unlock()
-	return c.l.ended
+	return c.a.endingErr()
 }
 
 // observe follows diagnostic session control: a positive answer to 10 xx
@@ -418,7 +425,7 @@ func (c *relayChannel) startTester() {
 	if c.testerStop != nil || c.closed != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(c.o.ctx)
+	ctx, cancel := context.WithCancel(c.o.life)
 	c.testerStop = cancel
 	c.wg.Add(1)
 	go func() {
@@ -456,9 +463,23 @@ func (c *relayChannel) testerPresent(ctx context.Context) {
 				err = iso.Send(sctx, []byte{0x3E, 0x80})
 			}
 			if err != nil && ctx.Err() == nil {
-				c.o.log.Debug("tester present failed", "session_id", c.l.id, "err", err)
+				c.o.log.Debug("tester present failed", "session_id", c.a.id, "err", err)
 			}
 			cancel()
 		}
 	}
+}
+
+// relayErr translates an openOBD failure during a runner's call.
+func relayErr(a *attachment, err error) error {
+	if ending := a.endingErr(); ending != nil {
+		return ending
+	}
+	if connector.KindOf(err) == connector.KindInterrupted {
+		return &InterruptedError{SessionID: a.id, Actor: session.ActorOpenOBD, Reason: err.Error()}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: openOBD: %w", ErrUnavailable, err)
 }

@@ -42,6 +42,22 @@ type StartRequest struct {
 	RequestID string
 	// Actor is who asked, for the record's history.
 	Actor string
+	// Force starts a ticket whose latest session FINISHED or that is
+	// externally processed.
+	Force bool
+	// ValidateOnly checks everything and starts nothing.
+	ValidateOnly bool
+}
+
+// StartResult is StartSession's answer.
+type StartResult struct {
+	// Session is the new or already live session; with ValidateOnly, the
+	// live session that would be returned, or nil.
+	Session *session.Record
+	// Created is true when a new session was created.
+	Created bool
+	// Summary says, for ValidateOnly, what the call would do.
+	Summary string
 }
 
 // AcquireRequest asks for a READY session for a runner.

@@ -243,6 +243,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 	}
 
 	log.Info("shutting down", "grace", cfg.shutdownFor)
+	core.Drain()          // runners keep their leases while calls drain
 	srv.Health.Shutdown() // NOT_SERVING from now on, whatever intake says
 	// Let health watchers (load balancers) hear it before the streams end,
 	// so runners resuming their streams are sent elsewhere.

@@ -99,9 +99,9 @@ func (c *stubCore) ListConnectors(ctx context.Context, _ bool, _ orchestrator.Pa
 	return nil, "", errStub
 }
 
-func (c *stubCore) StartSession(ctx context.Context, _ orchestrator.StartRequest) (*session.Record, bool, error) {
+func (c *stubCore) StartSession(ctx context.Context, _ orchestrator.StartRequest) (orchestrator.StartResult, error) {
 	c.record(ctx)
-	return nil, false, errStub
+	return orchestrator.StartResult{}, errStub
 }
 
 func (c *stubCore) GetSession(ctx context.Context, _ string) (*session.Record, error) {
@@ -125,6 +125,11 @@ func (c *stubCore) AcquireSession(ctx context.Context, _ orchestrator.AcquireReq
 }
 
 func (c *stubCore) ConfigureBus(ctx context.Context, _, _ string, _ []session.Bus) (*session.Record, error) {
+	c.record(ctx)
+	return nil, errStub
+}
+
+func (c *stubCore) ValidateConfigureBus(ctx context.Context, _, _ string, _ []session.Bus) (*session.Record, error) {
 	c.record(ctx)
 	return nil, errStub
 }

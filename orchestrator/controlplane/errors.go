@@ -25,8 +25,17 @@ func toStatus(err error) error {
 	var (
 		invalid     *orchestrator.InvalidArgumentError
 		interrupted *orchestrator.InterruptedError
+		notOwner    *orchestrator.NotOwnerError
 	)
 	switch {
+	case errors.As(err, &notOwner):
+		st, derr := status.New(codes.Unavailable, err.Error()).WithDetails(&orchestratorv1.NotOwnerDetail{
+			SessionId: notOwner.SessionID, Owner: notOwner.Owner, OwnerAddress: notOwner.Address,
+		})
+		if derr != nil {
+			return status.Error(codes.Unavailable, err.Error())
+		}
+		return st.Err()
 	case errors.As(err, &invalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.As(err, &interrupted):
@@ -40,8 +49,16 @@ func toStatus(err error) error {
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, orchestrator.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, orchestrator.ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, orchestrator.ErrLeaseRequired):
-		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_LEASE_REQUIRED, nil)
+		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_LEASE_REQUIRED, map[string]string{"lease": "required"})
+	case errors.Is(err, orchestrator.ErrWrongLease):
+		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_LEASE_REQUIRED, map[string]string{"lease": "wrong"})
+	case errors.Is(err, orchestrator.ErrNotLeased):
+		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_LEASE_REQUIRED, map[string]string{"lease": "not_leased"})
+	case errors.Is(err, orchestrator.ErrLeaseExpired):
+		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_LEASE_REQUIRED, map[string]string{"lease": "expired"})
 	case errors.Is(err, orchestrator.ErrNotLive):
 		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_SESSION_NOT_LIVE, nil)
 	case errors.Is(err, orchestrator.ErrWrongState), errors.Is(err, session.ErrTransition):

@@ -30,8 +30,11 @@ import (
 // Drain. After a half-close every request sent before it is answered.
 func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.ExchangeRequest, orchestratorv1.ExchangeResponse]) error {
 	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return nil // closed before opening a channel: nothing to do
+	}
 	if err != nil {
-		return err
+		return toStatus(err)
 	}
 	open := first.GetOpen()
 	if open == nil {

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
@@ -25,12 +23,13 @@ import (
 type Core interface {
 	ListTickets(ctx context.Context, state partner.TicketState, page orchestrator.Page) ([]orchestrator.TicketView, string, error)
 	ListConnectors(ctx context.Context, freeOnly bool, page orchestrator.Page) ([]orchestrator.ConnectorView, string, error)
-	StartSession(ctx context.Context, req orchestrator.StartRequest) (*session.Record, bool, error)
+	StartSession(ctx context.Context, req orchestrator.StartRequest) (orchestrator.StartResult, error)
 	GetSession(ctx context.Context, id string) (*session.Record, error)
 	ListSessions(ctx context.Context, f orchestrator.SessionFilter, page orchestrator.Page) ([]*session.Record, string, error)
 	WatchSessions(ctx context.Context, startRevision int64, f orchestrator.SessionFilter) iter.Seq2[orchestrator.Event, error]
 	AcquireSession(ctx context.Context, req orchestrator.AcquireRequest) (orchestrator.Acquired, error)
 	ConfigureBus(ctx context.Context, id, leaseID string, buses []session.Bus) (*session.Record, error)
+	ValidateConfigureBus(ctx context.Context, id, leaseID string, buses []session.Bus) (*session.Record, error)
 	OpenChannel(ctx context.Context, id, leaseID string, ch orchestrator.Channel) (orchestrator.RelayChannel, *session.Record, error)
 	Send(ctx context.Context, id, leaseID string, ch orchestrator.Channel, req orchestrator.Request) (orchestrator.Response, error)
 	FinishSession(ctx context.Context, id, leaseID string, res session.Result) (*session.Record, error)
@@ -134,7 +133,10 @@ func (s *Service) ListConnectors(ctx context.Context, req *orchestratorv1.ListCo
 
 // StartSession implements OrchestratorService.
 func (s *Service) StartSession(ctx context.Context, req *orchestratorv1.StartSessionRequest) (*orchestratorv1.StartSessionResponse, error) {
-	start := orchestrator.StartRequest{RequestID: req.GetRequestId(), Actor: callerName(ctx)}
+	start := orchestrator.StartRequest{
+		RequestID: req.GetRequestId(), Actor: callerName(ctx),
+		Force: req.GetForce(), ValidateOnly: req.GetValidateOnly(),
+	}
 	switch t := req.GetTarget().(type) {
 	case *orchestratorv1.StartSessionRequest_TicketId:
 		if err := requireID("ticket_id", t.TicketId); err != nil {
@@ -152,14 +154,15 @@ func (s *Service) StartSession(ctx context.Context, req *orchestratorv1.StartSes
 	if err := optionalID("request_id", req.GetRequestId()); err != nil {
 		return nil, err
 	}
-	if req.GetValidateOnly() || req.GetForce() {
-		return nil, status.Error(codes.Unimplemented, "validate_only and force are not supported by this server yet")
-	}
-	rec, created, err := s.core.StartSession(ctx, start)
+	res, err := s.core.StartSession(ctx, start)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &orchestratorv1.StartSessionResponse{Session: sessionToProto(rec), Created: created}, nil
+	resp := &orchestratorv1.StartSessionResponse{Created: res.Created, ValidationSummary: res.Summary}
+	if res.Session != nil {
+		resp.Session = sessionToProto(res.Session)
+	}
+	return resp, nil
 }
 
 // GetSession implements OrchestratorService.
@@ -261,10 +264,11 @@ func (s *Service) ConfigureBus(ctx context.Context, req *orchestratorv1.Configur
 	if err != nil {
 		return nil, err
 	}
+	configure := s.core.ConfigureBus
 	if req.GetValidateOnly() {
-		return nil, status.Error(codes.Unimplemented, "validate_only is not supported by this server yet")
+		configure = s.core.ValidateConfigureBus
 	}
-	rec, err := s.core.ConfigureBus(ctx, req.GetSessionId(), req.GetLeaseId(), buses)
+	rec, err := configure(ctx, req.GetSessionId(), req.GetLeaseId(), buses)
 	if err != nil {
 		return nil, toStatus(err)
 	}

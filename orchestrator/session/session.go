@@ -165,13 +165,21 @@ type OpenOBD struct {
 	TokenReceivedAt time.Time `json:"session_token_received_at,omitzero"`
 }
 
-// Lease is a runner's hold on a RUNNING session.
+// Lease is a runner's hold on a RUNNING session. The stored lease is the
+// only truth: a replica renews it by writing a new ExpireAt, and expires it
+// when ExpireAt has passed.
 type Lease struct {
 	// ID is the secret the runner presents.
-	ID       string    `json:"id"`
-	Holder   string    `json:"holder"`
-	ExpireAt time.Time `json:"expire_at"`
+	ID     string `json:"id"`
+	Holder string `json:"holder"`
+	// TTL is the time to live the runner asked for; each renewal moves
+	// ExpireAt to the renewal's time plus TTL.
+	TTL      time.Duration `json:"ttl"`
+	ExpireAt time.Time     `json:"expire_at"`
 }
+
+// Remaining is the lease time left at now (negative once expired).
+func (l *Lease) Remaining(now time.Time) time.Duration { return l.ExpireAt.Sub(now) }
 
 // Result is the outcome a runner reports, in openOBD Result numbers.
 type Result struct {
@@ -182,23 +190,28 @@ type Result struct {
 
 // Record is the durable record of one session.
 type Record struct {
-	ID           string       `json:"id"`
-	State        State        `json:"state"`
-	TicketID     string       `json:"ticket_id,omitempty"`
-	TicketNumber string       `json:"ticket_number,omitempty"`
-	ConnectorID  string       `json:"connector_id,omitempty"`
-	VIN          string       `json:"vin,omitempty"`
-	RequestID    string       `json:"request_id,omitempty"`
-	OpenOBD      OpenOBD      `json:"openobd"`
-	Reason       string       `json:"reason,omitempty"`
-	Actor        string       `json:"actor,omitempty"`
-	Owner        string       `json:"owner,omitempty"`
-	Lease        *Lease       `json:"lease,omitempty"`
-	Buses        []Bus        `json:"buses,omitempty"`
-	Result       *Result      `json:"result,omitempty"`
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
-	History      []Transition `json:"history"`
+	ID           string  `json:"id"`
+	State        State   `json:"state"`
+	TicketID     string  `json:"ticket_id,omitempty"`
+	TicketNumber string  `json:"ticket_number,omitempty"`
+	ConnectorID  string  `json:"connector_id,omitempty"`
+	VIN          string  `json:"vin,omitempty"`
+	RequestID    string  `json:"request_id,omitempty"`
+	OpenOBD      OpenOBD `json:"openobd"`
+	Reason       string  `json:"reason,omitempty"`
+	Actor        string  `json:"actor,omitempty"`
+	Owner        string  `json:"owner,omitempty"`
+	Lease        *Lease  `json:"lease,omitempty"`
+	Buses        []Bus   `json:"buses,omitempty"`
+	Result       *Result `json:"result,omitempty"`
+	// StartAttempts counts the openOBD start calls made for this record, the
+	// one in flight included; StartAttemptAt is when the latest began. They
+	// are stored so that the bound on attempts holds across restarts.
+	StartAttempts  int          `json:"start_attempts,omitempty"`
+	StartAttemptAt time.Time    `json:"start_attempt_at,omitzero"`
+	CreatedAt      time.Time    `json:"created_at"`
+	UpdatedAt      time.Time    `json:"updated_at"`
+	History        []Transition `json:"history"`
 
 	// Revision is the store revision of the last write of this record. It is
 	// not stored in the record itself.
@@ -233,6 +246,14 @@ func (r *Record) Transition(to State, actor, reason string, now time.Time) error
 		r.OpenOBD.AuthToken, r.OpenOBD.Token = "", ""
 	}
 	return nil
+}
+
+// Note records an event that does not change the state (an adoption by
+// another replica, an orphan cleaned up) in the history, as an entry whose
+// From and To are the current state.
+func (r *Record) Note(actor, reason string, now time.Time) {
+	r.History = append(r.History, Transition{From: r.State, To: r.State, Time: now, Actor: actor, Reason: reason})
+	r.UpdatedAt = now
 }
 
 // Clone returns a deep copy of r.

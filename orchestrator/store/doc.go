@@ -16,6 +16,8 @@
 //	live/tickets/<ticketID>       id of the ticket's live session
 //	live/connectors/<connID>      id of the connector's live session
 //	requests/<requestID>          JSON Claim of the session the request created
+//	latest/tickets/<ticketID>     id of the newest session created for the ticket
+//	holds/tickets/<ticketID>      JSON Hold: intake leaves the ticket alone
 //
 // The live keys are not bound to a lease: when a replica dies, its claims go
 // with its lease, but its sessions stay live, and no new session can start

@@ -180,6 +180,9 @@ func (s *Store) Create(ctx context.Context, rec *session.Record) error {
 	key := s.sessionKey(rec.ID)
 	checks = append(checks, check{key: key})
 	ops = append(ops, clientv3.OpPut(key, data), clientv3.OpPut(s.liveKey(rec.ID), ""))
+	if rec.TicketID != "" {
+		ops = append(ops, clientv3.OpPut(s.latestKey(rec.TicketID), rec.ID))
+	}
 
 	conds := make([]clientv3.Cmp, len(checks))
 	gets := make([]clientv3.Op, len(checks))

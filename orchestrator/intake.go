@@ -1,0 +1,174 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/obdorch/obdorch/orchestrator/session"
+	"github.com/obdorch/obdorch/orchestrator/store"
+	"github.com/obdorch/obdorch/partner"
+)
+
+// Intake, in three steps:
+//
+//  1. reconcileIntake (the one intake key, every ResyncInterval) lists the
+//     tickets in the intake state and queues one key per ticket; it also
+//     queues every live session that this replica does not hold, so that
+//     an orphan (its owner's store lease ended) is adopted.
+//  2. reconcileTicket creates a PENDING record for a ticket nobody has
+//     claimed and that no engineer has put on hold, claiming the ticket and
+//     its connector in the same store transaction.
+//  3. The session's own key takes it from there (lifecycle.go).
+
+// reconcileIntake is one intake pass.
+func (o *Orchestrator) reconcileIntake(ctx context.Context) (result, error) {
+	next := after(o.cfg.ResyncInterval)
+	for _, r := range o.records.live() {
+		if o.attachment(r.ID) == nil {
+			o.queue.Add(sessionKey(r.ID))
+		}
+	}
+	if o.draining.Load() {
+		return next, nil
+	}
+	f := partner.TicketFilter{State: o.cfg.IntakeState, Paging: partner.Paging{PageSize: partner.MaxPageSize}}
+	if !o.cfg.IntakeAnyProcessed {
+		processed := o.cfg.IntakeExternallyProcessed
+		f.ExternallyProcessed = &processed
+	}
+	listed := map[string]partner.Ticket{}
+	for t, err := range o.partner.Tickets(ctx, f) {
+		if err != nil {
+			// The Partner API client has already retried within its
+			// budget (honouring Retry-After); the next pass comes at the
+			// usual interval rather than with a backoff of its own, so a
+			// 429 storm gets one listing per pass.
+			o.health.observe(depPartner, err)
+			o.logger(ctx).WarnContext(ctx, "intake pass failed", "err", err)
+			return next, nil
+		}
+		listed[t.ID] = t
+	}
+	o.tickets.Store(&listed)
+	for id := range listed {
+		o.queue.Add(ticketKey(id))
+	}
+	o.health.observe(depPartner, nil)
+	if o.health.intakeDone() {
+		o.log.InfoContext(ctx, "first intake pass done", "tickets", len(listed))
+	}
+	return next, nil
+}
+
+// reconcileTicket makes sure an intake ticket has a session: it claims the
+// ticket and its connector and creates a PENDING record. A ticket already
+// claimed (by any replica) or on hold is left alone.
+func (o *Orchestrator) reconcileTicket(ctx context.Context, ticketID string) (result, error) {
+	if o.draining.Load() {
+		return result{}, nil
+	}
+	st, err := o.store.Ticket(ctx, ticketID)
+	if err != nil {
+		return result{}, fmt.Errorf("read ticket claim: %w", err)
+	}
+	if st.Claimed || st.Hold != nil {
+		return result{}, nil
+	}
+	t, ok := o.listedTicket(ticketID)
+	if !ok {
+		if t, err = o.partner.Ticket(ctx, ticketID); err != nil {
+			if errors.Is(err, partner.ErrNotFound) {
+				return result{}, nil
+			}
+			return result{}, fmt.Errorf("read ticket: %w", err)
+		}
+	}
+	if t.State != o.cfg.IntakeState {
+		return result{}, nil
+	}
+	_, _, err = o.create(ctx, newRecordFor(t, ""), o.store.Replica(), "ticket "+strconv.FormatInt(t.TicketNumber, 10)+" is "+string(t.State))
+	var claimed *store.ClaimedError
+	if errors.As(err, &claimed) {
+		return result{}, nil
+	}
+	return result{}, err
+}
+
+// listedTicket returns the ticket as the latest intake pass read it.
+func (o *Orchestrator) listedTicket(id string) (partner.Ticket, bool) {
+	if m := o.tickets.Load(); m != nil {
+		t, ok := (*m)[id]
+		return t, ok
+	}
+	return partner.Ticket{}, false
+}
+
+// recordTarget is what a new record is for: a ticket, or (t zero) a
+// connector.
+type recordTarget struct {
+	ticket      partner.Ticket
+	connectorID string
+}
+
+func newRecordFor(t partner.Ticket, connectorID string) recordTarget {
+	return recordTarget{ticket: t, connectorID: connectorID}
+}
+
+// create records a new PENDING session, claims its targets and queues it.
+// Its first start attempt is counted in the record it writes. When a
+// target is already claimed it returns the session holding it and the
+// *store.ClaimedError.
+func (o *Orchestrator) create(ctx context.Context, target recordTarget, actor, reason string, opts ...func(*session.Record)) (*session.Record, bool, error) {
+	now := o.cfg.Now()
+	rec := session.New(newID(), actor, reason, now)
+	rec.Owner = o.store.Replica()
+	rec.StartAttempts, rec.StartAttemptAt = 1, now
+	if t := target.ticket; t.ID != "" {
+		rec.TicketID = t.ID
+		rec.TicketNumber = strconv.FormatInt(t.TicketNumber, 10)
+		if t.CustomerConnectorID != nil {
+			rec.ConnectorID = *t.CustomerConnectorID
+		}
+		if t.VIN != nil {
+			rec.VIN = *t.VIN
+		}
+	} else {
+		rec.ConnectorID = target.connectorID
+	}
+	for _, opt := range opts {
+		opt(rec)
+	}
+	// Held before the write, so that the session's first reconcile finds
+	// its fresh attempt.
+	a := o.hold(rec.ID)
+	a.mu.Lock()
+	a.freshAttempt = true
+	a.mu.Unlock()
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		a.setTrace(sc)
+	}
+	err := o.store.Create(ctx, rec)
+	if err != nil {
+		o.forget(rec.ID)
+	}
+	var claimed *store.ClaimedError
+	if errors.As(err, &claimed) {
+		existing, gerr := o.store.Get(ctx, claimed.SessionID)
+		if gerr != nil {
+			return nil, false, fmt.Errorf("%w: read session %s holding the claim: %w", ErrUnavailable, claimed.SessionID, gerr)
+		}
+		return existing, false, err
+	}
+	if err != nil {
+		return nil, false, storeErr(err)
+	}
+	o.records.put(rec)
+	o.metrics.transition(session.StateUnspecified, session.StatePending)
+	o.logger(ctx).InfoContext(ctx, "session created", "session_id", rec.ID, "ticket_id", rec.TicketID, "connector_id", rec.ConnectorID)
+	o.queue.Add(sessionKey(rec.ID))
+	return rec, true, nil
+}
