@@ -263,6 +263,9 @@ func (o *Orchestrator) completeFinish(ctx context.Context, id string) error {
 		return nil
 	}
 	if sess := a.session(); sess != nil {
+		// The end that follows is ours: the session's reconcile leaves it
+		// to this call.
+		a.markEnding(fmt.Errorf("%w: session %s is finishing", ErrNotLive, id))
 		if err := sess.Finish(ctx, serviceResult(rec.Result)); err != nil && connector.KindOf(err) != connector.KindInterrupted {
 			return fmt.Errorf("%w: openOBD finish: %w", ErrUnavailable, err)
 		}
@@ -292,7 +295,6 @@ func (o *Orchestrator) completeFinish(ctx context.Context, id string) error {
 			return fmt.Errorf("%w: mark ticket: %w", ErrUnavailable, err)
 		}
 	}
-	a.markEnding(fmt.Errorf("%w: session %s finished", ErrNotLive, id))
 	_, err = o.transition(ctx, id, session.StateFinished, o.store.Replica(), "result reported", func(r *session.Record) {
 		r.OpenOBD.State = connector.StateFinished
 	})

@@ -165,6 +165,9 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) (result,
 			return result{}, err
 		}
 	}
+	if rec.State == session.StateFinishing && (a.session() != nil || a.endingErr() != nil) {
+		return result{}, o.completeFinish(ctx, rec.ID)
+	}
 	if a.endingErr() != nil {
 		return result{}, o.recordEnd(ctx, a)
 	}
@@ -274,9 +277,14 @@ func (o *Orchestrator) start(ctx context.Context, rec *session.Record, a *attach
 // startFailed classifies a failed start: fail the session for good, clean
 // up our own orphan, or retry later with backoff.
 func (o *Orchestrator) startFailed(ctx context.Context, rec *session.Record, err error) (result, error) {
-	if a := o.attachment(rec.ID); a != nil {
-		a.setLastStartError(err)
+	res, ferr := o.classifyStart(ctx, rec, err)
+	if a := o.attachment(rec.ID); a != nil && ferr != nil {
+		a.setLastStartError(ferr)
 	}
+	return res, ferr
+}
+
+func (o *Orchestrator) classifyStart(ctx context.Context, rec *session.Record, err error) (result, error) {
 	switch connector.KindOf(err) {
 	case connector.KindTerminal, connector.KindNotFound:
 		return result{}, o.fail(ctx, rec.ID, "openOBD refused the session: "+err.Error())
@@ -291,7 +299,7 @@ func (o *Orchestrator) startFailed(ctx context.Context, rec *session.Record, err
 			// A candidate is too young to be sure it is an orphan.
 			return after(wait), nil
 		}
-		return result{}, fmt.Errorf("start openOBD session (attempt %d): the target already has a live openOBD session that is not ours to interrupt: %w", rec.StartAttempts, err)
+		return result{}, fmt.Errorf("start openOBD session (attempt %d): the target already has a live openOBD session that is not ours to interrupt (%w)", rec.StartAttempts, err)
 	}
 	return result{}, fmt.Errorf("start openOBD session (attempt %d): %w", rec.StartAttempts, err)
 }
@@ -496,10 +504,8 @@ func (o *Orchestrator) recordEnd(ctx context.Context, a *attachment) error {
 	case !rec.State.Live():
 		o.forget(a.id)
 		return nil
-	case cause == nil:
+	case cause == nil, rec.State == session.StateFinishing: // completeFinish records a finish
 		return nil
-	case rec.State == session.StateFinishing:
-		return nil // completeFinish records it
 	}
 	var interrupted *InterruptedError
 	if errors.As(cause, &interrupted) {
@@ -530,9 +536,6 @@ func (o *Orchestrator) maintain(ctx context.Context, rec *session.Record, a *att
 	}
 	if err := o.saveToken(ctx, a); err != nil {
 		return result{}, err
-	}
-	if rec.State == session.StateFinishing {
-		return result{}, o.completeFinish(ctx, rec.ID)
 	}
 	res, err := o.reconcileLease(ctx, rec, a)
 	if err != nil {

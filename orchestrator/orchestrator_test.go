@@ -261,8 +261,8 @@ func TestWatchResumesWithoutGapsOrDuplicates(t *testing.T) {
 	ctx := testCtx(t)
 	r.waitSessions(ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, 3)
 
-	// Read the whole history from revision 1, stopping after a few events.
-	all := collect(ctx, t, r, 1, 0)
+	// Read the history from revision 1: three writes per session.
+	all := collect(ctx, t, r, 1, 9)
 	if len(all) < 9 {
 		t.Fatalf("watch from revision 1 gave %d events, want at least 9 (3 sessions x 3 transitions)", len(all))
 	}
@@ -296,8 +296,7 @@ func TestWatchResumesWithoutGapsOrDuplicates(t *testing.T) {
 	}
 }
 
-// collect reads a watch from start until n events arrived (n=0: until no
-// event comes for a second).
+// collect reads a watch from start until n events arrived.
 func collect(ctx context.Context, t *testing.T, r *replica, start int64, n int) []*orchestratorv1.WatchSessionsResponse {
 	t.Helper()
 	wctx, cancel := context.WithCancel(ctx)
@@ -329,11 +328,7 @@ func collect(ctx context.Context, t *testing.T, r *replica, start int64, n int) 
 				return out
 			}
 			out = append(out, ev)
-			if n > 0 && len(out) == n {
-				return out
-			}
-		case <-time.After(time.Second):
-			if n == 0 {
+			if len(out) == n {
 				return out
 			}
 		case <-ctx.Done():
@@ -345,7 +340,13 @@ func collect(ctx context.Context, t *testing.T, r *replica, start int64, n int) 
 func TestStalledWatcherDoesNotSlowOthers(t *testing.T) {
 	const tickets = 150
 	w := newWorld(t, worldOptions{tickets: tickets})
-	r := w.startReplica("a", replicaOptions{svcOpts: controlplane.Options{WatchBuffer: 2}})
+	cut := make(chan struct{}, 1)
+	r := w.startReplica("a", replicaOptions{svcOpts: controlplane.Options{WatchBuffer: 2, OnSlowWatcher: func() {
+		select {
+		case cut <- struct{}{}:
+		default:
+		}
+	}}})
 	ctx := testCtx(t)
 	r.waitSessions(ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, tickets)
 
@@ -361,12 +362,17 @@ func TestStalledWatcherDoesNotSlowOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A healthy watcher reads the same history in full meanwhile.
-	got := collect(ctx, t, r, 1, 0)
+	got := collect(ctx, t, r, 1, 3*tickets)
 	if len(got) < 3*tickets {
 		t.Errorf("healthy watcher got %d events next to a stalled one, want at least %d", len(got), 3*tickets)
 	}
-	// The stalled watcher is ended with a resumable error once it reads.
-	time.Sleep(2500 * time.Millisecond)
+	// The stalled watcher is given up on, and ended with a resumable error
+	// once it reads.
+	select {
+	case <-cut:
+	case <-ctx.Done():
+		t.Fatal("the stalled watcher was never given up on")
+	}
 	var last int64
 	for {
 		ev, err := stalled.Recv()

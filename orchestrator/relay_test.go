@@ -670,9 +670,11 @@ func TestRelayInterruptAbortsRunner(t *testing.T) {
 // keeps sending keeps its lease, and AcquireSession with renew_lease_id
 // extends it.
 func TestRelayLeaseExpiry(t *testing.T) {
-	const ttl = 300 * time.Millisecond
-	// Expired leases are looked for every 100 ms; leave room for a busy machine.
-	const pastExpiry = ttl + 1200*time.Millisecond
+	// The renewal a runner's traffic asks for is written by the session's
+	// reconcile within the last two thirds of the TTL; leave room for a
+	// busy machine.
+	const ttl = 1500 * time.Millisecond
+	const pastExpiry = ttl + 1500*time.Millisecond
 	g := newRelayRig(t, rigOptions{cfg: orchestrator.Config{LeaseTTL: ttl}})
 	ctx := g.ctx
 	if d := g.acq.GetExpireTime().AsTime().Sub(g.acq.GetSession().GetUpdateTime().AsTime()); d <= 0 || d > ttl+100*time.Millisecond {

@@ -41,6 +41,10 @@ type Options struct {
 	// WatchBuffer is the number of events a watcher may lag behind before it
 	// is ended with RESOURCE_EXHAUSTED (default 256).
 	WatchBuffer int
+	// OnSlowWatcher, if set, is told each time a watcher is given up on
+	// for falling behind (its stream then ends with RESOURCE_EXHAUSTED once
+	// the watcher reads what was already sent). Metrics and tests use it.
+	OnSlowWatcher func()
 	// StallTimeout cuts an Exchange stream whose runner stops reading
 	// responses for this long (default 30 s).
 	StallTimeout time.Duration

@@ -71,6 +71,9 @@ func (s *Service) WatchSessions(req *orchestratorv1.WatchSessionsRequest, stream
 				grace.Stop()
 			case <-grace.C:
 				srcErr = orchestrator.ErrTooSlow
+				if s.opts.OnSlowWatcher != nil {
+					s.opts.OnSlowWatcher()
+				}
 				return
 			case <-ctx.Done():
 				return

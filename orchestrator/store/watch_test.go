@@ -123,7 +123,12 @@ func TestWatchFromNow(t *testing.T) {
 				done <- err
 				return
 			}
-			events <- ev
+			// Once the test has its event it stops reading: a later
+			// event must not block this goroutine forever.
+			select {
+			case events <- ev:
+			case <-wctx.Done():
+			}
 		}
 	}()
 	// Write until the watch, started at some point meanwhile, sees a write.
