@@ -322,10 +322,16 @@ func TestFaultTokenStreamDropped(t *testing.T) {
 	}
 	send("after the streams were dropped", engineRequestID)
 
+	expired := time.Now()
 	if n := g.w.jf.OpenOBD.Faults().ExpireSessionTokens(); n == 0 {
 		t.Fatal("ExpireSessionTokens expired no token")
 	}
-	tok = g.r.waitNewToken(ctx, t, id, tok, "after the tokens expired")
+	// Tokens are saved after they arrive: wait for one received after the
+	// expiry, so the session has it too.
+	poll(ctx, t, "a token received after the expiry is stored", func() bool {
+		rec, err := g.r.store.Get(ctx, id)
+		return err == nil && rec.OpenOBD.TokenReceivedAt.After(expired)
+	})
 	send("on the open channel after the tokens expired", engineRequestID)
 	send("on a channel opened after the tokens expired", transmissionID)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,11 @@ import (
 )
 
 const testTimeout = 90 * time.Second
+
+// storeLeaseTTL is each replica's store lease in tests: long enough that
+// keep-alives survive a machine loaded by other processes, short enough
+// that a crashed replica's sessions are adoptable by another one soon.
+const storeLeaseTTL = 5 * time.Second
 
 // world is a fake Jifeline with an embedded etcd; replicas run against it.
 type world struct {
@@ -81,7 +87,7 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 	t := w.t
 	t.Helper()
 	ctx := context.WithoutCancel(t.Context())
-	st, err := store.Open(ctx, store.Config{Endpoints: w.etcd.Endpoints(), Replica: name, LeaseTTL: 2 * time.Second})
+	st, err := store.Open(ctx, store.Config{Endpoints: w.etcd.Endpoints(), Replica: name, LeaseTTL: storeLeaseTTL})
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
@@ -108,6 +114,9 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 	if cfg.RetryInitial == 0 {
 		cfg.RetryInitial = 20 * time.Millisecond
 		cfg.RetryMax = 200 * time.Millisecond
+	}
+	if os.Getenv("OBDORCH_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	core, err := orchestrator.New(cfg, st, pc, oc)
 	if err != nil {
@@ -205,10 +214,26 @@ func (r *replica) waitSessions(ctx context.Context, t testing.TB, state orchestr
 			if resp != nil {
 				got = len(resp.GetSessions())
 			}
-			t.Fatalf("waiting for %d sessions in %s: have %d (last error %v)", n, state, got, err)
+			t.Fatalf("waiting for %d sessions in %s: have %d (last error %v); sessions by state: %v", n, state, got, err, r.census())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// census counts the replica's sessions by state, for failure messages.
+func (r *replica) census() map[string]int {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.w.t.Context()), 5*time.Second)
+	defer cancel()
+	out := map[string]int{}
+	resp, err := r.client.ListSessions(ctx, &orchestratorv1.ListSessionsRequest{PageSize: 1000})
+	if err != nil {
+		out["error: "+err.Error()] = 1
+		return out
+	}
+	for _, s := range resp.GetSessions() {
+		out[s.GetState().String()+" "+s.GetReason()]++
+	}
+	return out
 }
 
 // waitState polls GetSession until the session is in state.
