@@ -200,8 +200,9 @@ func (o *Orchestrator) interrupt(ctx context.Context, id, actor, reason string, 
 	if !rec.State.Live() {
 		return rec, notLive(rec)
 	}
+	var holdNote string
 	if hold && rec.TicketID != "" {
-		reason += " (intake leaves ticket " + rec.TicketNumber + " alone until StartSession is called for it)"
+		holdNote = "intake leaves ticket " + rec.TicketNumber + " alone until StartSession is called for it"
 		if err := o.store.HoldIntake(ctx, rec.TicketID, store.Hold{SessionID: id, Actor: actor, Reason: reason}); err != nil {
 			return nil, storeErr(err)
 		}
@@ -222,9 +223,14 @@ func (o *Orchestrator) interrupt(ctx context.Context, id, actor, reason string, 
 		}
 	}
 	a.detach(cause)
-	return o.transition(ctx, id, session.StateInterrupted, actor, reason, func(r *session.Record) {
-		r.OpenOBD.State = connector.StateInterrupted
-	})
+	return o.transitionIf(ctx, id, session.StateInterrupted, actor, reason,
+		func(r *session.Record) bool {
+			if holdNote != "" {
+				r.Note(actor, holdNote, o.cfg.Now())
+			}
+			return true
+		},
+		func(r *session.Record) { r.OpenOBD.State = connector.StateInterrupted })
 }
 
 // FinishSession reports the runner's result to openOBD, marks the ticket

@@ -95,7 +95,8 @@ func (o *Orchestrator) transition(ctx context.Context, id string, to session.Sta
 }
 
 // transitionIf is transition on condition: when cond (if set) rejects the
-// newest record, nothing is written and that record is returned.
+// newest record, nothing is written and that record is returned. cond may
+// also add to the record before the transition (a note in the history).
 func (o *Orchestrator) transitionIf(ctx context.Context, id string, to session.State, actor, reason string, cond func(r *session.Record) bool, also func(r *session.Record)) (*session.Record, error) {
 	var from session.State
 	rec, err := o.update(ctx, id, func(r *session.Record) error {

@@ -162,7 +162,7 @@ func TestInterruptSources(t *testing.T) {
 	if err != nil {
 		t.Fatalf("InterruptSession: %v", err)
 	}
-	if got.GetSession().GetState() != orchestratorv1.SessionState_SESSION_STATE_INTERRUPTED || !strings.HasPrefix(got.GetSession().GetReason(), "vehicle left the workshop") {
+	if got.GetSession().GetState() != orchestratorv1.SessionState_SESSION_STATE_INTERRUPTED || got.GetSession().GetReason() != "vehicle left the workshop" {
 		t.Errorf("interrupted session = %s (%q), want INTERRUPTED with the reason", got.GetSession().GetState(), got.GetSession().GetReason())
 	}
 	if n := w.liveOpenOBD(t0.ID); n != 0 {

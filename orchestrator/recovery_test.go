@@ -211,8 +211,9 @@ func TestInterruptHoldsIntake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(got.GetSession().GetReason(), "intake leaves ticket "+itoa(ticket.TicketNumber)+" alone") {
-		t.Errorf("reason %q does not say intake leaves the ticket alone", got.GetSession().GetReason())
+	if got.GetSession().GetReason() != "wrong car" || !historyHas(got.GetSession(), "", "intake leaves ticket "+itoa(ticket.TicketNumber)+" alone") {
+		t.Errorf("interrupted session (reason %q, history %v): want the caller's reason and a history entry saying intake leaves the ticket alone",
+			got.GetSession().GetReason(), got.GetSession().GetHistory())
 	}
 	// Several intake passes list the still-pending ticket.
 	w.jf.Partner.ResetRequests()
