@@ -402,4 +402,3 @@ func TestCallerErrors(t *testing.T) {
 		t.Errorf("NotOwnerDetail = %v, want owner a of session %s", detail, s.GetId())
 	}
 }
-
