@@ -82,7 +82,7 @@ func TestSessionFlow(t *testing.T) {
 		t.Errorf("Strays() = %d, want 0", n)
 	}
 
-	err = s.Finish(ctx, &openobdv1.ServiceResult{Result: []openobdv1.Result{openobdv1.Result_RESULT_SUCCESS}})
+	err = s.Finish(ctx, connector.ServiceResult{Codes: []int32{int32(openobdv1.Result_RESULT_SUCCESS)}})
 	if err != nil {
 		t.Fatalf("Finish() error = %v", err)
 	}
@@ -402,7 +402,7 @@ func TestInterruptWhileRequestWaits(t *testing.T) {
 			ctx := testContext(t)
 			s, info := e.attach(t)
 			ch := openEngine(t, s)
-			if err := e.srv.Faults().SetECUFault("", engine.RequestId, fake.ECUFault{Silent: true}); err != nil {
+			if err := e.srv.Faults().SetECUFault("", engine.RequestID, fake.ECUFault{Silent: true}); err != nil {
 				t.Fatal(err)
 			}
 			errc := make(chan error, 1)
@@ -484,7 +484,7 @@ func TestBusyRepeatStorm(t *testing.T) {
 	s, _ := e.attach(t)
 	ch := openEngine(t, s)
 
-	if err := e.srv.Faults().SetECUFault("", engine.RequestId, fake.ECUFault{BusyRepeat: 3}); err != nil {
+	if err := e.srv.Faults().SetECUFault("", engine.RequestID, fake.ECUFault{BusyRepeat: 3}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -498,7 +498,7 @@ func TestBusyRepeatStorm(t *testing.T) {
 
 	// A storm longer than the caller's deadline: the request gives up with
 	// the 0x21 answer before the deadline.
-	if err := e.srv.Faults().SetECUFault("", engine.RequestId, fake.ECUFault{BusyRepeat: 1000}); err != nil {
+	if err := e.srv.Faults().SetECUFault("", engine.RequestID, fake.ECUFault{BusyRepeat: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -796,7 +796,7 @@ func TestBufconnDialer(t *testing.T) {
 	if _, err := ch.Request(ctx, readVIN); err != nil {
 		t.Fatalf("Request() over bufconn = %v", err)
 	}
-	if err := s.Finish(ctx, &openobdv1.ServiceResult{Result: []openobdv1.Result{openobdv1.Result_RESULT_SUCCESS}}); err != nil {
+	if err := s.Finish(ctx, connector.ServiceResult{Codes: []int32{int32(openobdv1.Result_RESULT_SUCCESS)}}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

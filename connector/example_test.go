@@ -47,19 +47,14 @@ func Example() {
 	}
 	defer session.Close()
 
-	err = session.ConfigureBus(ctx, &openobdv1.BusConfiguration{
-		BusName: "obd",
-		BusDefinition: &openobdv1.BusConfiguration_CanBus{CanBus: &openobdv1.CanBus{
-			PinPlus:     6,
-			PinMin:      14,
-			CanProtocol: openobdv1.CanProtocol_CAN_PROTOCOL_ISOTP,
-			CanBitRate:  openobdv1.CanBitRate_CAN_BIT_RATE_500,
-		}},
+	err = session.ConfigureBus(ctx, connector.Bus{
+		Name: "obd",
+		CAN:  &connector.CANBus{PinPlus: 6, PinMinus: 14, BitRate: 500000}, // ISO-TP
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	engine, err := session.OpenIsotp(ctx, &openobdv1.IsotpChannel{BusName: "obd", RequestId: 0x7E0, ResponseId: 0x7E8})
+	engine, err := session.OpenIsotp(ctx, connector.Channel{Bus: "obd", RequestID: 0x7E0, ResponseID: 0x7E8})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -74,7 +69,7 @@ func Example() {
 	_, err = engine.Request(ctx, []byte{0x22, 0xAB, 0xCD}) // an identifier the ECU does not know
 	fmt.Println(err)
 
-	err = session.Finish(ctx, &openobdv1.ServiceResult{Result: []openobdv1.Result{openobdv1.Result_RESULT_SUCCESS}})
+	err = session.Finish(ctx, connector.ServiceResult{Codes: []int32{int32(openobdv1.Result_RESULT_SUCCESS)}})
 	if err != nil {
 		log.Fatal(err)
 	}

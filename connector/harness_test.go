@@ -12,7 +12,6 @@ import (
 
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/connector/fake"
-	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 )
 
 const (
@@ -30,18 +29,10 @@ const (
 )
 
 // engine is the fake's engine ECU.
-var engine = &openobdv1.IsotpChannel{BusName: "bus0", RequestId: 0x7E0, ResponseId: 0x7E8}
+var engine = connector.Channel{Bus: "bus0", RequestID: 0x7E0, ResponseID: 0x7E8}
 
 // obdCAN is the usual OBD CAN bus: 500 kbit/s on pins 6 and 14, ISO-TP.
-var obdCAN = &openobdv1.BusConfiguration{
-	BusName: "bus0",
-	BusDefinition: &openobdv1.BusConfiguration_CanBus{CanBus: &openobdv1.CanBus{
-		PinPlus:     6,
-		PinMin:      14,
-		CanProtocol: openobdv1.CanProtocol_CAN_PROTOCOL_ISOTP,
-		CanBitRate:  openobdv1.CanBitRate_CAN_BIT_RATE_500,
-	}},
-}
+var obdCAN = connector.Bus{Name: "bus0", CAN: &connector.CANBus{PinPlus: 6, PinMinus: 14, BitRate: 500000}}
 
 // env is a fake openOBD served on loopback and a client for it.
 type env struct {

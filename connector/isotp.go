@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/obdorch/obdorch/connector/uds"
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
@@ -67,7 +66,7 @@ type IsotpChannel struct {
 // empty message that initialises channel on the server. ctx bounds the
 // opening only; the channel lives until Close or the end of the session.
 // The bus named in channel must have been configured (ConfigureBus).
-func (s *Session) OpenIsotp(ctx context.Context, channel *openobdv1.IsotpChannel) (*IsotpChannel, error) {
+func (s *Session) OpenIsotp(ctx context.Context, channel Channel) (*IsotpChannel, error) {
 	const op = "openIsotpStream"
 	if err := s.Err(); err != nil {
 		return nil, err
@@ -83,7 +82,7 @@ func (s *Session) OpenIsotp(ctx context.Context, channel *openobdv1.IsotpChannel
 		cancel()
 		return nil, classify(ctx, op, err, s.secrets()...)
 	}
-	c := newIsotpChannel(s, stream, cancel, proto.CloneOf(channel), s.log, s.client.cfg)
+	c := newIsotpChannel(s, stream, cancel, channel.wire(), s.log, s.client.cfg)
 
 	s.mu.Lock()
 	if err := s.Err(); err != nil {
@@ -133,9 +132,6 @@ func newIsotpChannel(s *Session, stream isotpStream, cancel context.CancelFunc, 
 	go c.receiveLoop()
 	return c
 }
-
-// Channel returns the channel's addressing (do not modify it).
-func (c *IsotpChannel) Channel() *openobdv1.IsotpChannel { return c.channel }
 
 // Strays returns how many received messages answered no request: late
 // answers, answers to other services and malformed payloads.

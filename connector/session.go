@@ -296,9 +296,9 @@ func (s *Session) call(ctx context.Context, op string, fn func(ctx context.Conte
 
 // Finish ends the session gracefully with result (which must hold at least
 // one Result). The session is over afterwards; Close it.
-func (s *Session) Finish(ctx context.Context, result *openobdv1.ServiceResult) error {
+func (s *Session) Finish(ctx context.Context, result ServiceResult) error {
 	err := s.call(ctx, "finish", func(ctx context.Context) error {
-		_, err := s.session.Finish(ctx, result)
+		_, err := s.session.Finish(ctx, result.wire())
 		return err
 	})
 	if err != nil {
@@ -310,14 +310,14 @@ func (s *Session) Finish(ctx context.Context, result *openobdv1.ServiceResult) e
 
 // ConfigureBus replaces the session's bus configuration with buses (up to
 // four; two buses may not share pins).
-func (s *Session) ConfigureBus(ctx context.Context, buses ...*openobdv1.BusConfiguration) error {
+func (s *Session) ConfigureBus(ctx context.Context, buses ...Bus) error {
 	return s.call(ctx, "configureBus", func(ctx context.Context) error {
 		stream, err := s.config.ConfigureBus(ctx)
 		if err != nil {
 			return err
 		}
 		for _, b := range buses {
-			if err := stream.Send(b); err != nil {
+			if err := stream.Send(b.wire()); err != nil {
 				if err == io.EOF { // the server ended the stream; CloseAndRecv says why
 					break
 				}

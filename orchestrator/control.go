@@ -344,9 +344,9 @@ func (o *Orchestrator) ValidateConfigureBus(ctx context.Context, id, leaseID str
 	}
 	for i, b := range buses {
 		switch {
-		case b.CAN != nil && !CANBitRateSupported(b.CAN.BitRate):
+		case b.CAN != nil && !connector.CANBitRateSupported(b.CAN.BitRate):
 			return nil, invalid(fmt.Sprintf("buses[%d].can.bit_rate", i), "%d bit/s is not a CAN bit rate openOBD supports", b.CAN.BitRate)
-		case b.KLine != nil && !KLineBitRateSupported(b.KLine.BitRate):
+		case b.KLine != nil && !connector.KLineBitRateSupported(b.KLine.BitRate):
 			return nil, invalid(fmt.Sprintf("buses[%d].kline.bit_rate", i), "%d baud is not a K-line rate openOBD supports", b.KLine.BitRate)
 		}
 	}

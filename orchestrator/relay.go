@@ -11,7 +11,6 @@ import (
 
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/connector/uds"
-	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 	"github.com/obdorch/obdorch/orchestrator/session"
 )
 
@@ -42,7 +41,7 @@ func keyOf(c Channel) channelKey {
 type relayChannel struct {
 	o    *Orchestrator
 	a    *attachment
-	spec *openobdv1.IsotpChannel
+	spec connector.Channel
 	// turn admits one request at a time; waiting is bounded by QueueWait.
 	turn chan struct{}
 	// opening admits one (re)opener of the ISO-TP stream at a time. It is not
@@ -140,13 +139,9 @@ func (l *attachment) channel(o *Orchestrator, ch Channel) (*relayChannel, error)
 	if len(l.channels) >= maxChannels {
 		return nil, fmt.Errorf("%w: %d channels already open on this session", ErrBusy, maxChannels)
 	}
-	spec := &openobdv1.IsotpChannel{
-		BusName: ch.BusName, RequestId: ch.RequestID, ResponseId: ch.ResponseID,
-		ExtendedRequestAddress: ch.ExtRequest, ExtendedResponseAddress: ch.ExtResponse,
-	}
-	if ch.Padding != 0 {
-		p := openobdv1.Padding(ch.Padding)
-		spec.Padding = &p
+	spec := connector.Channel{
+		Bus: ch.BusName, RequestID: ch.RequestID, ResponseID: ch.ResponseID,
+		ExtRequest: ch.ExtRequest, ExtResponse: ch.ExtResponse, Padding: ch.Padding,
 	}
 	rc := &relayChannel{
 		o: o, a: l, spec: spec,

@@ -305,19 +305,15 @@ func openDirect(ctx context.Context, oc *connector.Client, t target, channel boo
 		return d, err
 	}
 	if channel {
-		d.ch, err = sess.OpenIsotp(ctx, &openobdv1.IsotpChannel{BusName: busName, RequestId: engineReq, ResponseId: engineResp})
+		d.ch, err = sess.OpenIsotp(ctx, connector.Channel{Bus: busName, RequestID: engineReq, ResponseID: engineResp})
 	}
 	return d, err
 }
 
 // defaultBus is the bus the orchestrator configures on every session:
 // CAN 500 kbit/s, ISO-TP, pins 6 and 14.
-func defaultBus() *openobdv1.BusConfiguration {
-	speed := openobdv1.TransceiverSpeed_TRANSCEIVER_SPEED_HIGH
-	return &openobdv1.BusConfiguration{BusName: busName, BusDefinition: &openobdv1.BusConfiguration_CanBus{CanBus: &openobdv1.CanBus{
-		PinPlus: 6, PinMin: 14, CanProtocol: openobdv1.CanProtocol_CAN_PROTOCOL_ISOTP,
-		CanBitRate: openobdv1.CanBitRate_CAN_BIT_RATE_500, Transceiver: &speed,
-	}}}
+func defaultBus() connector.Bus {
+	return connector.Bus{Name: busName, CAN: &connector.CANBus{PinPlus: 6, PinMinus: 14, BitRate: 500000}}
 }
 
 // closeDirect finishes the sessions on the fake (so a running fake can
@@ -325,7 +321,7 @@ func defaultBus() *openobdv1.BusConfiguration {
 func closeDirect(sessions []*directSession, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	result := &openobdv1.ServiceResult{Result: []openobdv1.Result{openobdv1.Result_RESULT_SUCCESS}}
+	result := connector.ServiceResult{Codes: []int32{int32(openobdv1.Result_RESULT_SUCCESS)}}
 	err := parallel(len(sessions), setupWidth, func(i int) error {
 		s := sessions[i]
 		if s == nil {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/obdorch/obdorch/connector"
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
 	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/session"
@@ -129,7 +130,7 @@ func busesFromProto(in []*orchestratorv1.Bus) ([]session.Bus, error) {
 			if err := usePin(prefix+".can.pin_minus", c.GetPinMinus(), b.GetName()); err != nil {
 				return nil, err
 			}
-			if !orchestrator.CANBitRateSupported(c.GetBitRate()) {
+			if !connector.CANBitRateSupported(c.GetBitRate()) {
 				return nil, fieldError(prefix+".can.bit_rate", "unsupported CAN bit rate %d", c.GetBitRate())
 			}
 			if _, ok := orchestratorv1.CanProtocol_name[int32(c.GetProtocol())]; !ok {
@@ -145,7 +146,7 @@ func busesFromProto(in []*orchestratorv1.Bus) ([]session.Bus, error) {
 			if err := usePin(prefix+".kline.pin", k.GetPin(), b.GetName()); err != nil {
 				return nil, err
 			}
-			if !orchestrator.KLineBitRateSupported(k.GetBitRate()) {
+			if !connector.KLineBitRateSupported(k.GetBitRate()) {
 				return nil, fieldError(prefix+".kline.bit_rate", "unsupported K-line bit rate %d", k.GetBitRate())
 			}
 			bus.KLine = &session.KLineBus{Pin: k.GetPin(), BitRate: k.GetBitRate(), FastInit: k.GetFastInit()}
