@@ -109,58 +109,127 @@ func serverOptions(cfg *config, getenv func(string) string, log *slog.Logger) (c
 }
 
 // serve wires the parts, runs them until ctx ends and shuts them down in
-// order: health, control plane (graceful, then forced), reconciler, store.
+// order. Each step is a function below; every part it starts is stopped by
+// the deferred calls in reverse order.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, log *slog.Logger, stdout io.Writer) error {
 	srvOpts, err := serverOptions(cfg, getenv, log)
 	if err != nil {
 		return err
 	}
 	if cfg.demo {
-		// The fake outlives the signal: it stops after the core, in order.
-		env, err := fakejifeline.Start(context.WithoutCancel(ctx), fakejifeline.Options{Tickets: cfg.demoTickets, Seed: 1})
-		if err != nil {
-			return fmt.Errorf("start demo Jifeline: %w", err)
-		}
-		defer env.Close()
-		host, port, err := net.SplitHostPort(env.OpenOBDAddr)
+		stopDemo, err := startDemo(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
-		cfg.openobdHost = host
-		fmt.Sscanf(port, "%d", &cfg.openobdPort)
-		cfg.openobdInsecure = true
-		cfg.partnerURL = env.PartnerURL
-		cfg.clientID, cfg.clientSecret = env.ClientID, env.ClientSecret
-		cfg.ticketWrite = true
-		if cfg.etcdEndpoints == "" {
-			dir, err := os.MkdirTemp("", "obdorch-demo-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			cfg.dataDir = dir
-		}
-		log.Info("demo Jifeline running", "openobd", env.OpenOBDAddr, "partner_api", env.PartnerURL, "tickets", len(env.Tickets))
+		defer stopDemo()
 	}
+	st, closeStore, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	pc, oc, err := newClients(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer pc.CloseIdleConnections()
+	defer oc.Close()
 
+	lis, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	p, err := newParts(cfg, log, st, pc, oc, srvOpts)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	waitAdmin, err := startAdmin(ctx, cfg, getenv, log, stdout, p.core, st.Revision, p.srv.Health)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer waitAdmin()
+
+	runErr := p.run(ctx, cfg, log, stdout, lis, st.Lost())
+	p.shutdown(cfg, log)
+	if err := p.stopCore(); err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+// startDemo starts the in-process fake Jifeline and points the
+// configuration at it (and, without --etcd-endpoints, at a temporary data
+// directory). The fake outlives the signal: it stops after the core.
+func startDemo(ctx context.Context, cfg *config, log *slog.Logger) (stop func(), err error) {
+	env, err := fakejifeline.Start(context.WithoutCancel(ctx), fakejifeline.Options{Tickets: cfg.demoTickets, Seed: 1})
+	if err != nil {
+		return nil, fmt.Errorf("start demo Jifeline: %w", err)
+	}
+	stops := []func(){func() { _ = env.Close() }}
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	host, port, err := net.SplitHostPort(env.OpenOBDAddr)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	cfg.openobdHost = host
+	fmt.Sscanf(port, "%d", &cfg.openobdPort)
+	cfg.openobdInsecure = true
+	cfg.partnerURL = env.PartnerURL
+	cfg.clientID, cfg.clientSecret = env.ClientID, env.ClientSecret
+	cfg.ticketWrite = true
+	if cfg.etcdEndpoints == "" {
+		dir, err := os.MkdirTemp("", "obdorch-demo-")
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, func() { _ = os.RemoveAll(dir) })
+		cfg.dataDir = dir
+	}
+	log.Info("demo Jifeline running", "openobd", env.OpenOBDAddr, "partner_api", env.PartnerURL, "tickets", len(env.Tickets))
+	return stop, nil
+}
+
+// openStore opens the replica's store: on --etcd-endpoints, or on an
+// embedded etcd server in --data-dir.
+func openStore(ctx context.Context, cfg *config, log *slog.Logger) (*store.Store, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
 	endpoints := splitList(cfg.etcdEndpoints)
 	if len(endpoints) == 0 {
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
-			return fmt.Errorf("--data-dir: %w", err)
+			return nil, nil, fmt.Errorf("--data-dir: %w", err)
 		}
 		emb, err := store.StartEmbedded(ctx, store.EmbeddedConfig{Dir: cfg.dataDir, Logger: log.With("component", "etcd")})
 		if err != nil {
-			return fmt.Errorf("start embedded etcd in %s: %w", cfg.dataDir, err)
+			return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.dataDir, err)
 		}
-		defer emb.Close()
+		closers = append(closers, func() { _ = emb.Close() })
 		endpoints = emb.Endpoints()
 	}
 	st, err := store.Open(ctx, store.Config{Endpoints: endpoints, Replica: cfg.replica, Logger: log.With("component", "store")})
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		closeAll()
+		return nil, nil, fmt.Errorf("open store: %w", err)
 	}
-	defer st.Close()
+	closers = append(closers, func() { _ = st.Close() })
+	return st, closeAll, nil
+}
 
+// newClients builds the Partner API and openOBD clients.
+func newClients(cfg *config, log *slog.Logger) (*partner.Client, *connector.Client, error) {
 	partnerURL := cfg.partnerURL
 	if partnerURL == "" {
 		partnerURL = partner.BaseURLForCluster(cfg.clusterID)
@@ -170,24 +239,32 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 		AllowTicketWrite: cfg.ticketWrite, Logger: log.With("component", "partner"),
 	})
 	if err != nil {
-		return fmt.Errorf("partner API client: %w", err)
+		return nil, nil, fmt.Errorf("partner API client: %w", err)
 	}
-	defer pc.CloseIdleConnections()
 	oc, err := connector.New(connector.Config{
 		ClientID: cfg.clientID, ClientSecret: cfg.clientSecret, ClusterID: cfg.clusterID,
 		Host: cfg.openobdHost, Port: cfg.openobdPort, Insecure: cfg.openobdInsecure,
 		ResponseTimeout: cfg.requestTimeout, P2Star: cfg.p2Star, Logger: log.With("component", "openobd"),
 	})
 	if err != nil {
-		return fmt.Errorf("openOBD client: %w", err)
+		pc.CloseIdleConnections()
+		return nil, nil, fmt.Errorf("openOBD client: %w", err)
 	}
-	defer oc.Close()
+	return pc, oc, nil
+}
 
-	lis, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	var srv *controlplane.Server
+// parts are the core and its control plane.
+type parts struct {
+	core     *orchestrator.Orchestrator
+	svc      *controlplane.Service
+	srv      *controlplane.Server
+	stopCore func() error
+}
+
+// newParts builds the core and the control-plane server over it; health
+// follows the core's view of its dependencies.
+func newParts(cfg *config, log *slog.Logger, st *store.Store, pc *partner.Client, oc *connector.Client, srvOpts controlplane.ServerOptions) (*parts, error) {
+	p := &parts{stopCore: func() error { return nil }}
 	processed, anyProcessed := cfg.intakeProcessedFilter()
 	core, err := orchestrator.New(orchestrator.Config{
 		IntakeState:               partner.TicketState(cfg.intakeState),
@@ -201,8 +278,8 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 		P2Star:                    cfg.p2Star,
 		Logger:                    log.With("component", "core"),
 		OnHealth: func(healthy bool, reason string) {
-			if srv != nil {
-				srv.SetServing(healthy)
+			if p.srv != nil {
+				p.srv.SetServing(healthy)
 			}
 			if !healthy {
 				log.Warn("not serving", "reason", reason)
@@ -210,63 +287,65 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 		},
 	}, st, pc, oc)
 	if err != nil {
-		lis.Close()
-		return err
+		return nil, err
 	}
-	svc := controlplane.NewService(core, controlplane.Options{Logger: log.With("component", "control-plane")})
-	srv = controlplane.NewServer(svc, srvOpts)
-	waitAdmin, err := startAdmin(ctx, cfg, getenv, log, stdout, core, st.Revision, srv.Health)
-	if err != nil {
-		lis.Close()
-		return err
-	}
-	defer waitAdmin()
+	p.core = core
+	p.svc = controlplane.NewService(core, controlplane.Options{Logger: log.With("component", "control-plane")})
+	p.srv = controlplane.NewServer(p.svc, srvOpts)
+	return p, nil
+}
 
-	coreCtx, stopCore := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopCore()
+// run starts the core and the control plane and waits for the signal, a
+// failed server or a lost store lease.
+func (p *parts) run(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer, lis net.Listener, lost <-chan struct{}) error {
+	coreCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	coreDone := make(chan error, 1)
-	go func() { coreDone <- core.Start(coreCtx) }()
+	go func() { coreDone <- p.core.Start(coreCtx) }()
+	p.stopCore = func() error {
+		stop()
+		return <-coreDone
+	}
 	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.Serve(lis) }()
+	go func() { serveDone <- p.srv.Serve(lis) }()
 
 	addr := lis.Addr().String()
 	log.Info("control plane listening", "addr", addr, "replica", cfg.replica)
 	printHello(stdout, addr, cfg.demo)
-
-	var runErr error
 	select {
 	case <-ctx.Done():
+		return nil
 	case err := <-serveDone:
-		runErr = fmt.Errorf("control plane: %w", err)
-	case <-st.Lost():
-		runErr = errors.New("store lease lost")
+		return fmt.Errorf("control plane: %w", err)
+	case <-lost:
+		return errors.New("store lease lost")
 	}
+}
 
+// shutdown stops taking work in order: leases stop expiring, health says
+// NOT_SERVING, long streams end, calls drain within the grace period and are
+// then cut.
+func (p *parts) shutdown(cfg *config, log *slog.Logger) {
 	log.Info("shutting down", "grace", cfg.shutdownFor)
-	core.Drain()          // runners keep their leases while calls drain
-	srv.Health.Shutdown() // NOT_SERVING from now on, whatever intake says
+	p.core.Drain()          // runners keep their leases while calls drain
+	p.srv.Health.Shutdown() // NOT_SERVING from now on, whatever intake says
 	// Let health watchers (load balancers) hear it before the streams end,
 	// so runners resuming their streams are sent elsewhere.
 	time.Sleep(min(healthDrainDelay, cfg.shutdownFor/4))
-	svc.Drain()
+	p.svc.Drain()
 	stopped := make(chan struct{})
 	go func() {
-		srv.GracefulStop()
+		p.srv.GracefulStop()
 		close(stopped)
 	}()
+	grace := time.NewTimer(cfg.shutdownFor)
+	defer grace.Stop()
 	select {
 	case <-stopped:
-	case <-time.After(cfg.shutdownFor):
+	case <-grace.C:
 		log.Warn("grace period over; closing remaining calls")
-		srv.Stop()
+		p.srv.Stop()
 		<-stopped
 	}
-	stopCore()
-	if err := <-coreDone; err != nil && runErr == nil {
-		runErr = err
-	}
-	log.Info("stopped")
-	return runErr
 }
 
 // healthDrainDelay is the pause between announcing NOT_SERVING and ending
