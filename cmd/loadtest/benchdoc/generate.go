@@ -99,6 +99,7 @@ func generate(cfg *config) error {
 		"notes":    func(n []string) string { return strings.Join(n, "; ") },
 		"rangeOf":  rangeCell,
 		"sessions": func(r *results.Result) string { return num(med(r, "sessions")) },
+		"count":    func(r *results.Result, key string) string { return fmt.Sprintf("%.0f", med(r, key)) },
 	}).Parse(docTemplate)
 	if err != nil {
 		return err
