@@ -92,15 +92,14 @@ func measure(ctx context.Context, cfg *config, log io.Writer) error {
 	}
 	loadtest := filepath.Join(bin, "loadtest")
 	d := cfg.duration.String()
-	runs := strconv.Itoa(cfg.runs)
-	common := []string{"--duration", d, "--runs", runs, "--log-level", "warn"}
+	common := []string{"--runs", strconv.Itoa(cfg.runs), "--log-level", "warn"}
 	steps := []struct {
 		name string
 		args []string
 	}{
-		{stepRelayPaced, []string{"--scenario", "relay", "--sessions", "200", "--interval", "50ms"}},
-		{stepRelayUnpaced, []string{"--scenario", "relay", "--sessions", "200", "--interval", "0"}},
-		{stepControlPlane, []string{"--scenario", "controlplane", "--sessions", "50", "--concurrency", "50"}},
+		{stepRelayPaced, []string{"--scenario", "relay", "--sessions", "200", "--interval", "50ms", "--duration", d}},
+		{stepRelayUnpaced, []string{"--scenario", "relay", "--sessions", "200", "--interval", "0", "--duration", d}},
+		{stepControlPlane, []string{"--scenario", "controlplane", "--sessions", "50", "--concurrency", "50", "--duration", d}},
 		{stepIntake, []string{"--scenario", "intake", "--tickets", "1000"}},
 	}
 	for _, s := range steps {
