@@ -129,7 +129,6 @@ func (s *Session) Channel(ctx context.Context, spec ChannelSpec) (*Channel, erro
 		cancel(nil)
 		return nil, s.err
 	}
-	s.channels[ch] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go ch.receive()
@@ -300,8 +299,5 @@ func (ch *Channel) Err() error {
 func (ch *Channel) Close() error {
 	ch.cancel(ErrChannelClosed)
 	<-ch.done
-	ch.s.mu.Lock()
-	delete(ch.s.channels, ch)
-	ch.s.mu.Unlock()
 	return nil
 }

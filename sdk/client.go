@@ -79,7 +79,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	}
 	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(cfg.creds)}, cfg.dialOpts...)
 	if cfg.token != "" {
-		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: cfg.token, secure: cfg.creds.Info().SecurityProtocol != "insecure"}))
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: cfg.token}))
 	}
 	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
@@ -120,10 +120,7 @@ func (c *Client) Close() error {
 }
 
 // bearer is the per-call credential of WithBearerToken.
-type bearer struct {
-	token  string
-	secure bool
-}
+type bearer struct{ token string }
 
 func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	return map[string]string{"authorization": "Bearer " + b.token}, nil

@@ -40,7 +40,6 @@ type Session struct {
 	// then ends the session's streams, which is not a loss.
 	finishing bool
 	expire    time.Time // local time the lease ends unless renewed
-	channels  map[*Channel]struct{}
 }
 
 func newSession(c *Client, resp *orchestratorv1.AcquireSessionResponse, opts AcquireOptions, parent context.Context) *Session {
@@ -48,8 +47,7 @@ func newSession(c *Client, resp *orchestratorv1.AcquireSessionResponse, opts Acq
 	s := &Session{
 		c: c, info: resp.GetSession(), leaseID: resp.GetLeaseId(), opts: opts,
 		ctx: ctx, cancel: cancel, lost: make(chan struct{}),
-		expire:   time.Now().Add(opts.LeaseTTL),
-		channels: make(map[*Channel]struct{}),
+		expire: time.Now().Add(opts.LeaseTTL),
 	}
 	s.wg.Add(1)
 	go s.renew()

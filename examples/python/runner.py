@@ -197,4 +197,8 @@ class _CallDetails(grpc.ClientCallDetails):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except grpc.RpcError as e:
+        print("runner: %s: %s" % (e.code().name, e.details()), file=sys.stderr)
+        sys.exit(1)
