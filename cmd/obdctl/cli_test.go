@@ -105,7 +105,17 @@ func TestGolden(t *testing.T) {
 	golden(t, "tickets.json", s.clean(c.ok("tickets", "--state", "pending", "-o", "json")))
 	golden(t, "connectors.txt", s.clean(c.ok("connectors")))
 
+	// A dry run checks and starts nothing.
+	golden(t, "start-dry-run.txt", s.clean(c.ok("start", "--ticket", fmt.Sprint(num1), "--dry-run")))
+	golden(t, "start-dry-run.json", s.clean(c.ok("start", "--ticket", fmt.Sprint(num1), "--dry-run", "-o", "json")))
+	if out := c.ok("sessions", "-o", "json"); out != "{}\n" {
+		t.Errorf("sessions after a dry run = %q, want none", out)
+	}
 	golden(t, "start-wait.txt", s.clean(c.ok("start", "--ticket", fmt.Sprint(num1), "--wait")))
+	golden(t, "start-dry-run-live.txt", s.clean(c.ok("start", "--ticket", fmt.Sprint(num1), "--dry-run")))
+	if r := c.run(t.Context(), "start", "--ticket", "99999999", "--dry-run"); r.code != exitNotFound {
+		t.Errorf("dry run on an unknown ticket = exit %d %q, want %d", r.code, r.stderr, exitNotFound)
+	}
 	started := c.ok("start", "--ticket", fmt.Sprint(num2), "-o", "json")
 	var first struct {
 		Session struct{ ID string } `json:"session"`
