@@ -451,3 +451,43 @@ func TestChannelClose(t *testing.T) {
 	}
 	var _ io.Closer = ch
 }
+
+func TestSecurityAccessLockout(t *testing.T) {
+	env := orchestratortest.Start(t, orchestratortest.Options{Tickets: 1})
+	ctx := testCtx(t)
+	_, s := acquire(t, ctx, env, sdk.AcquireOptions{})
+	ch := channel(t, ctx, s, engineSpec)
+	if _, err := ch.DiagnosticSessionControl(ctx, uds.ExtendedSession); err != nil {
+		t.Fatal(err)
+	}
+	wrongKey := func(byte, []byte) ([]byte, error) { return []byte{1, 2, 3, 4}, nil }
+	for i, want := range []uds.NRC{uds.InvalidKey, uds.InvalidKey, uds.ExceededNumberOfAttempts} {
+		wantNRC(t, fmt.Sprintf("SecurityAccess(wrong key) #%d", i+1), ch.SecurityAccess(ctx, 1, wrongKey), want)
+	}
+	wantNRC(t, "SecurityAccess during the delay", ch.SecurityAccess(ctx, 1, demoKey), uds.RequiredTimeDelayNotExpired)
+}
+
+func TestAcquireFilters(t *testing.T) {
+	env := orchestratortest.Start(t, orchestratortest.Options{Tickets: 3})
+	ctx := testCtx(t)
+	c, err := sdk.Dial(env.Addr, sdk.WithInsecure(), sdk.WithRunnerName(t.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tickets := env.Jifeline.Tickets
+	want := tickets[len(tickets)-1]
+	s, err := c.Acquire(ctx, sdk.AcquireOptions{TicketID: want.ID})
+	if err != nil {
+		t.Fatalf("Acquire(ticket %s): %v", want.ID, err)
+	}
+	defer func() { _ = s.Release(ctx) }()
+	if s.Info().GetTicketId() != want.ID {
+		t.Fatalf("Acquire(ticket %s) leased the session of ticket %s", want.ID, s.Info().GetTicketId())
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Acquire(short, sdk.AcquireOptions{VIN: "NOSUCHVIN00000000"}); status.Code(errors.Unwrap(err)) != codes.DeadlineExceeded {
+		t.Fatalf("Acquire(unknown VIN) = %v, want DEADLINE_EXCEEDED", err)
+	}
+}
