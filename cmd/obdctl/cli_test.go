@@ -152,6 +152,15 @@ func TestGolden(t *testing.T) {
 	golden(t, "send-vin.json", s.clean(c.ok("send", id, "22 F1 90", "-o", "json")))
 	golden(t, "send-negative.txt", s.clean(c.ok("send", id, "22F191", "--ecu", "body")))
 
+	// A bus configuration checked without changing anything, then refused.
+	golden(t, "configure-dry-run.txt", s.clean(c.ok("configure", id, "--bus", "can0=can,500000", "--bus", "can1=can,125000,3/11", "--dry-run")))
+	if r := c.run(t.Context(), "configure", id, "--bus", "can0=can,123456", "--dry-run"); r.code != exitUsage || !strings.Contains(r.stderr, "InvalidArgument") {
+		t.Errorf("configure --dry-run with a bad bit rate = exit %d %q, want %d InvalidArgument", r.code, r.stderr, exitUsage)
+	}
+	if got := c.ok("sessions", "get", id, "-o", "json"); strings.Contains(got, "can1") {
+		t.Errorf("a dry run changed the buses:\n%s", got)
+	}
+
 	// A runner's turn: acquire, finish.
 	acquired := c.ok("acquire", "--ticket", ticket1, "--runner", "golden-runner", "-o", "json")
 	var acq struct {
@@ -189,6 +198,8 @@ func TestExitCodes(t *testing.T) {
 		{"start without target", []string{"start"}, exitUsage, "exactly one of --ticket and --connector"},
 		{"interrupt without reason", []string{"interrupt", "some-id"}, exitUsage, "--reason is required"},
 		{"finish bad result", []string{"finish", "some-id", "--result", "great"}, exitUsage, `unknown result code "great"`},
+		{"configure without bus", []string{"configure", "some-id"}, exitUsage, "at least one --bus"},
+		{"configure bad bus", []string{"configure", "some-id", "--bus", "can0=flexray,500000"}, exitUsage, "want can or kline"},
 		{"server says invalid", []string{"acquire", "--runner", "x", "--ttl", "1s"}, exitUsage, "InvalidArgument"},
 		{"not found", []string{"sessions", "get", "no-such-session"}, exitNotFound, "NotFound"},
 		{"send to no session", []string{"send", "no-such-session", "22F190"}, exitNotFound, "NotFound"},

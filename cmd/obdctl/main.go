@@ -119,6 +119,7 @@ func commands() []command {
 		{"start", "--ticket ID|--connector ID", "start a session (--wait follows it until READY, --dry-run checks only)", startCmd},
 		{"acquire", "--runner NAME", "lease a READY session", acquireCmd},
 		{"send", "SESSION_ID HEX", "send one UDS request, e.g. 22F190 (VIN), and decode the answer", sendCmd},
+		{"configure", "SESSION_ID --bus DEF", "replace a session's buses (--dry-run checks only)", configureCmd},
 		{"finish", "SESSION_ID --result CODE", "report a session's result and end it", finishCmd},
 		{"interrupt", "SESSION_ID --reason TEXT", "stop a live session", interruptCmd},
 		{"version", "", "print obdctl's version", versionCmd},

@@ -355,6 +355,7 @@ _obdctl() {
 	start) COMPREPLY=($(compgen -W "--ticket --connector --request-id --force --dry-run --wait --wait-timeout" -- "$cur")) ;;
 	send) COMPREPLY=($(compgen -W "--lease --can --ecu --bus --response-timeout" -- "$cur")) ;;
 	acquire) COMPREPLY=($(compgen -W "--ticket --connector --vin --runner --ttl --renew" -- "$cur")) ;;
+	configure) COMPREPLY=($(compgen -W "--bus --lease --dry-run" -- "$cur")) ;;
 	finish) COMPREPLY=($(compgen -W "--lease --result --feedback --description" -- "$cur")) ;;
 	interrupt) COMPREPLY=($(compgen -W "--reason" -- "$cur")) ;;
 	tickets) COMPREPLY=($(compgen -W "--state --page-size" -- "$cur")) ;;
