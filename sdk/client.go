@@ -122,6 +122,7 @@ func (c *Client) Close() error {
 // bearer is the per-call credential of WithBearerToken.
 type bearer struct{ token string }
 
+// GetRequestMetadata adds the authorization header to every call.
 func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	return map[string]string{"authorization": "Bearer " + b.token}, nil
 }
