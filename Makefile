@@ -4,6 +4,17 @@ TOOLS := $(CURDIR)/.tools
 BUF_VERSION := 1.75.0
 BUF := $(TOOLS)/node_modules/.bin/buf
 export GORACE ?= atexit_sleep_ms=0
+# go.mod's toolchain line is honoured even where the Go installation defaults
+# to GOTOOLCHAIN=local (as Go's own go.env does on fresh machines).
+export GOTOOLCHAIN ?= auto
+# Analysis tools are pinned in tools/go.mod and run with `go tool`, so they
+# never enter the service's own go.mod.
+GOTOOL := go tool -modfile=$(CURDIR)/tools/go.mod
+# The Go vulnerability database, pinned as a module version: govulncheck
+# reads its data/osv directory offline.
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+FUZZTIME ?= 10s
+COVERDIR := $(CURDIR)/.cover
 
 .PHONY: help
 help: ## list the targets
@@ -37,9 +48,41 @@ lint-go: ## gofmt and go vet
 .PHONY: lint
 lint: lint-proto lint-go ## all linters
 
+.PHONY: staticcheck
+staticcheck: ## staticcheck (pinned in tools/go.mod), in the root and the nested modules
+	@for m in . $(GO_MODULES); do echo "staticcheck ($$m)"; (cd $$m && $(GOTOOL) staticcheck ./...) || exit 1; done
+
+.PHONY: vulncheck
+vulncheck: ## govulncheck against the pinned offline vulnerability database; fails on reachable findings
+	@db="$$(cd / && GOFLAGS= go mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')"; \
+	test -d "$$db/data/osv" || { echo "vulndb $(VULNDB_VERSION): no data/osv in '$$db'"; exit 1; }; \
+	echo "database: golang.org/x/vulndb@$(VULNDB_VERSION) ($$(ls "$$db/data/osv" | wc -l) entries)"; \
+	for m in . $(GO_MODULES); do echo "govulncheck ($$m)"; (cd $$m && $(GOTOOL) govulncheck -db "file://$$db/data/osv" ./...) || exit 1; done
+
+.PHONY: breaking
+breaking: $(BUF) ## buf breaking against the merge base with main (the previous commit on main itself)
+	.ci/buf-breaking $(BUF)
+
+.PHONY: check-tidy
+check-tidy: ## fail if go mod tidy would change go.mod or go.sum (service and tools)
+	go mod tidy -diff
+	go -C tools mod tidy -diff
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target, in every module, for FUZZTIME (10s)
+	.ci/fuzz $(FUZZTIME)
+
 .PHONY: test
 test: ## the test suite, with the race detector
 	go test -race ./...
+
+.PHONY: cover
+cover: ## the test suite with the race detector, then coverage by package and in total
+	@mkdir -p $(COVERDIR)
+	set -o pipefail; go test -race -coverprofile=$(COVERDIR)/cover.out ./... | tee $(COVERDIR)/test.txt
+	@echo "coverage of statements:"
+	@sed -n 's/^ok  *\([^ \t]*\).*coverage: \([0-9.]*%\).*/  \2\t\1/p' $(COVERDIR)/test.txt
+	@go tool cover -func=$(COVERDIR)/cover.out | sed -n 's/^total:[^0-9]*/  total: /p'
 
 .PHONY: run
 run: ## run the orchestrator in demo mode

@@ -51,7 +51,7 @@ func TestMetrics(t *testing.T) {
 						if sums[m.Name] == nil {
 							sums[m.Name] = map[string]int64{}
 						}
-						sums[m.Name][kv.Value.Emit()] += p.Value
+						sums[m.Name][kv.Value.String()] += p.Value
 					}
 				}
 			case metricdata.Histogram[float64]:
