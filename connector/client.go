@@ -149,10 +149,10 @@ func (c *Client) Close() error {
 	return errors.Join(errs...)
 }
 
-// conn returns the shared connection to endpoint ("host" or "host:port",
-// port 443 by default), creating it on first use.
+// conn returns the shared connection to endpoint ("host:port", or "host"
+// on the configured port), creating it on first use.
 func (c *Client) conn(endpoint string) (*grpc.ClientConn, error) {
-	addr, port, err := splitEndpoint(endpoint)
+	addr, err := splitEndpoint(endpoint, c.cfg.Port)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func (c *Client) conn(endpoint string) (*grpc.ClientConn, error) {
 		return cc, nil
 	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(transportCredentials(port, c.cfg.Insecure)),
+		grpc.WithTransportCredentials(c.transportCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 		// Detect a dead connection under a long stream (the token stream is
 		// silent for two minutes). Five minutes is the least grpc servers
@@ -187,31 +187,35 @@ func (c *Client) conn(endpoint string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// transportCredentials applies Jifeline's rule: TLS on port 443, plaintext
-// on any other port (development only), and plaintext everywhere when
-// insecure is set.
-func transportCredentials(port int, insecureSwitch bool) credentials.TransportCredentials {
-	if port == 443 && !insecureSwitch {
-		return credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+// transportCredentials is TLS (1.2 or later, verified against RootCAs or
+// the system's roots) for every connection, whatever its port, unless the
+// operator turned it off with Insecure. The endpoint comes from the server;
+// whether a session token travels in clear is the operator's decision only.
+func (c *Client) transportCredentials() credentials.TransportCredentials {
+	if c.cfg.Insecure {
+		return insecure.NewCredentials()
 	}
-	return insecure.NewCredentials()
+	return credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.cfg.RootCAs})
 }
 
-// splitEndpoint returns endpoint as host:port and the port, adding port 443
-// when endpoint has none.
-func splitEndpoint(endpoint string) (addr string, port int, err error) {
+// splitEndpoint returns endpoint as host:port, adding defaultPort when
+// endpoint names no port.
+func splitEndpoint(endpoint string, defaultPort int) (string, error) {
 	if endpoint == "" {
-		return "", 0, errors.New("connector: empty endpoint")
+		return "", errors.New("connector: empty endpoint")
 	}
 	host, p, err := net.SplitHostPort(endpoint)
 	if err != nil { // no port
-		host, p = strings.TrimSuffix(strings.TrimPrefix(endpoint, "["), "]"), "443"
+		host, p = strings.TrimSuffix(strings.TrimPrefix(endpoint, "["), "]"), strconv.Itoa(defaultPort)
 	}
-	port, err = strconv.Atoi(p)
+	if host == "" {
+		return "", fmt.Errorf("connector: endpoint %q: no host", endpoint)
+	}
+	port, err := strconv.Atoi(p)
 	if err != nil || port <= 0 || port > 65535 {
-		return "", 0, fmt.Errorf("connector: endpoint %q: invalid port", endpoint)
+		return "", fmt.Errorf("connector: endpoint %q: invalid port", endpoint)
 	}
-	return net.JoinHostPort(host, p), port, nil
+	return net.JoinHostPort(host, p), nil
 }
 
 // withBearer returns ctx carrying "authorization: Bearer <token>".
@@ -319,12 +323,21 @@ func (c *Client) ListSessions(ctx context.Context) ([]SessionInfo, error) {
 }
 
 // InterruptSession stops an available or active session and returns it in
-// its new state.
+// its new state. For a session that is already over it returns a
+// KindInterrupted error with the session's state (see EndState).
 func (c *Client) InterruptSession(ctx context.Context, id string) (SessionInfo, error) {
-	info, err := callController(ctx, c, "interruptSession", func(ctx context.Context) (*openobdv1.SessionInfo, error) {
+	const op = "interruptSession"
+	info, err := callController(ctx, c, op, func(ctx context.Context) (*openobdv1.SessionInfo, error) {
 		return c.controller.InterruptSession(ctx, &openobdv1.SessionId{Value: id})
 	})
 	if err != nil {
+		// A refusal may mean the session is already over: ask, rather than
+		// read it from the text.
+		if k := KindOf(err); (k == KindTerminal || k == KindRetryable) && ctx.Err() == nil {
+			if cur, gerr := c.GetSession(ctx, id); gerr == nil && cur.Ended() {
+				return SessionInfo{}, &Error{Kind: KindInterrupted, Op: op, Message: "session state is " + cur.State, State: cur.State}
+			}
+		}
 		return SessionInfo{}, err
 	}
 	c.log.Info("session interrupted", slog.Any("session", sessionInfoFromProto(info)))

@@ -188,7 +188,7 @@ func TestErrorKinds(t *testing.T) {
 		{"interrupt an ended session", func() error {
 			_, err := e.client.InterruptSession(ctx, attached.ID)
 			return err
-		}, connector.KindInterrupted, connector.ErrInterrupted, "Session is not active (state: interrupted)."},
+		}, connector.KindInterrupted, connector.ErrInterrupted, "session state is interrupted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,6 +365,11 @@ func TestTokenStreamReopensAfterDrop(t *testing.T) {
 	ch := openEngine(t, s)
 	opens := func() int { return e.srv.Calls()[openobdv1.Session_OpenSessionTokenStream_FullMethodName] }
 	waitFor(t, "the token stream", func() bool { return opens() == 1 && len(tokens.all()) >= 2 })
+	// An answered request proves the fake serves the ISO-TP stream before
+	// the drop (a stream it had not yet taken would outlive the drop).
+	if _, err := ch.Request(ctx, readVIN); err != nil {
+		t.Fatalf("Request() before the drop = %v", err)
+	}
 
 	if err := e.srv.Faults().DropStreams(info.ID); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,13 +35,18 @@ type Config struct {
 	ClusterID string
 
 	// Host and Port address the session controller. Defaults
-	// DefaultHost and DefaultPort.
+	// DefaultHost and DefaultPort. Port is also the port of a session
+	// endpoint (SessionInfo.GRPCEndpoint) that names none, as in Jifeline's
+	// clients.
 	Host string
 	Port int
-	// Insecure turns TLS off for every endpoint. Without it TLS is used on
-	// port 443 and plaintext on any other port, as Jifeline's clients do;
-	// both plaintext cases are for development only.
+	// Insecure turns TLS off toward the session controller and every session
+	// endpoint (development only). Without it every connection uses TLS,
+	// whatever port it is on: the session token travels on each call.
 	Insecure bool
+	// RootCAs verifies the servers' certificates; nil uses the system's
+	// roots. Set it for a private CA (a test server, a proxy).
+	RootCAs *x509.CertPool
 
 	// CallTimeout bounds every unary call that has no earlier deadline.
 	// Default DefaultCallTimeout.

@@ -63,6 +63,12 @@ type Error struct {
 	Message string
 	// Err is the underlying cause when it is not an openOBD status.
 	Err error
+	// State is the session's state as getSession reported it once a call
+	// or stream ended without a clear reason: StateInterrupted,
+	// StateFinished or StateFailed when the session is over (Kind is then
+	// KindInterrupted), empty when the session is no longer known or the
+	// error is of another kind.
+	State string
 
 	code codes.Code // the openOBD status code, for the error text only
 }
@@ -129,6 +135,15 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Op == "" && t.Message == "" && t.Err == nil && t.Kind == e.Kind
 }
 
+// EndState returns the openOBD session state that err reports (see
+// Error.State), or "" when err does not say.
+func EndState(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.State
+	}
+	return ""
+}
+
 // KindOf returns the Kind of the first *Error in err's chain, or KindUnknown.
 func KindOf(err error) Kind {
 	if e, ok := errors.AsType[*Error](err); ok {
@@ -137,13 +152,12 @@ func KindOf(err error) Kind {
 	return KindUnknown
 }
 
-// Server messages that decide a kind. The openOBD documentation lists them
-// as part of its errors; the fake connector uses the same texts.
-const (
-	msgInUse       = "Resource already in use"
-	msgNotActive   = "Session is not active"
-	msgInterrupted = "Session was interrupted"
-)
+// msgInUse is the documented text of openOBD's answer to a second session
+// on a ticket or connector (UNAVAILABLE, as for an outage): the only text
+// that decides a kind. Whether a session has ended is never read from a
+// text: openOBD does not document how calls and streams of an ended session
+// fail, so the session's own state is asked for (Session.confirmEnd).
+const msgInUse = "Resource already in use"
 
 // classify turns err from an openOBD call into an *Error. Context errors
 // of ctx pass through unchanged; secrets are cut out of server messages.
@@ -189,17 +203,11 @@ func kindOf(code codes.Code, msg string) Kind {
 		}
 		return KindRetryable
 	case codes.FailedPrecondition:
-		if strings.HasPrefix(msg, msgNotActive) {
-			return KindInterrupted
-		}
 		return KindTerminal
 	case codes.Canceled:
 		// Canceled by the server (the caller's own cancellation is caught
-		// before): the fake ends streams this way on interrupt. Other texts
-		// are ambiguous and are confirmed with getSession by the caller.
-		if strings.HasPrefix(msg, msgInterrupted) {
-			return KindInterrupted
-		}
+		// before): ambiguous; a session's calls and streams confirm with
+		// getSession whether the session ended.
 		return KindRetryable
 	case codes.NotFound:
 		return KindNotFound

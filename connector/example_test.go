@@ -2,12 +2,16 @@ package connector_test
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log"
 	"log/slog"
 	"net"
 	"strconv"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/connector/fake"
@@ -20,14 +24,15 @@ import (
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	host, port, stop := serveExampleFake()
+	host, port, roots, stop := serveExampleFake()
 	defer stop()
 
 	client, err := connector.New(connector.Config{
 		ClientID:     "partner-client",
 		ClientSecret: "partner-secret",
-		Host:         host, // default grpc.openobd.com
-		Port:         port, // default 443 (TLS); other ports are plaintext
+		Host:         host,  // default grpc.openobd.com
+		Port:         port,  // default 443; TLS on every port unless Insecure
+		RootCAs:      roots, // the fake's own CA; default the system's roots
 		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -84,8 +89,13 @@ func Example() {
 	// state: finished
 }
 
-// serveExampleFake serves a fake openOBD with one ticket on a loopback port.
-func serveExampleFake() (host string, port int, stop func()) {
+// serveExampleFake serves a fake openOBD with one ticket on a loopback port,
+// over TLS with a generated certificate.
+func serveExampleFake() (host string, port int, roots *x509.CertPool, stop func()) {
+	cert, err := fake.NewCertificate("127.0.0.1")
+	if err != nil {
+		log.Fatal(err)
+	}
 	srv, err := fake.New(fake.Options{
 		ClientID:     "partner-client",
 		ClientSecret: "partner-secret",
@@ -105,11 +115,11 @@ func serveExampleFake() (host string, port int, stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.Serve(ctx, lis)
+		srv.Serve(ctx, lis, grpc.Creds(credentials.NewTLS(cert.ServerConfig())))
 	}()
 	host, p, _ := net.SplitHostPort(lis.Addr().String())
 	port, _ = strconv.Atoi(p)
-	return host, port, func() {
+	return host, port, cert.RootCAs(), func() {
 		cancel()
 		<-done
 	}

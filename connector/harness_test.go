@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/connector/fake"
 )
@@ -44,8 +47,12 @@ type env struct {
 
 type envOption func(*fake.Options, *connector.Config)
 
-// newEnv serves a fake openOBD on a loopback port and returns a client for
-// it; both are closed at the end of the test.
+// plaintext serves the fake without TLS and turns the client's TLS off.
+func plaintext(_ *fake.Options, c *connector.Config) { c.Insecure = true }
+
+// newEnv serves a fake openOBD on a loopback port, over TLS with a
+// generated certificate unless the client is Insecure, and returns a
+// client for it; both are closed at the end of the test.
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	fo := fake.Options{
@@ -70,7 +77,16 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&fo, &cfg)
 	}
-	srv, lis := serveFake(t, fo)
+	var serverOpts []grpc.ServerOption
+	if !cfg.Insecure {
+		cert, err := fake.NewCertificate("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(cert.ServerConfig())))
+		cfg.RootCAs = cert.RootCAs()
+	}
+	srv, lis := serveFake(t, fo, serverOpts...)
 	host, port, _ := net.SplitHostPort(lis.Addr().String())
 	cfg.Host = host
 	cfg.Port, _ = strconv.Atoi(port)
@@ -83,7 +99,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 }
 
 // serveFake serves a fake openOBD on a loopback port until the end of t.
-func serveFake(t testing.TB, fo fake.Options) (*fake.Server, net.Listener) {
+func serveFake(t testing.TB, fo fake.Options, serverOpts ...grpc.ServerOption) (*fake.Server, net.Listener) {
 	t.Helper()
 	srv, err := fake.New(fo)
 	if err != nil {
@@ -97,7 +113,7 @@ func serveFake(t testing.TB, fo fake.Options) (*fake.Server, net.Listener) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ctx, lis); err != nil {
+		if err := srv.Serve(ctx, lis, serverOpts...); err != nil {
 			t.Errorf("fake Serve() error = %v", err)
 		}
 	}()

@@ -35,9 +35,10 @@ func TestKindOfStatus(t *testing.T) {
 		{"only authenticate", status.Error(codes.PermissionDenied, "Only allowed call to be made at this point is the authenticate() call"), KindTerminal},
 		{"already authenticated", status.Error(codes.PermissionDenied, "Session is already authenticated, at this point the authenticate() call is not permitted"), KindTerminal},
 		{"unauthenticated", status.Error(codes.Unauthenticated, "Token has expired."), KindTerminal},
-		{"interrupted stream", status.Error(codes.Canceled, "Session was interrupted."), KindInterrupted},
-		{"not active", status.Error(codes.FailedPrecondition, "Session is not active (state: interrupted)."), KindInterrupted},
-		{"finished", status.Error(codes.FailedPrecondition, "Session is not active (state: finished)."), KindInterrupted},
+		// No text decides that a session ended: these are confirmed with
+		// getSession by the session (TestInterruptedWithEveryStatusCode).
+		{"interrupted stream", status.Error(codes.Canceled, "Session was interrupted."), KindRetryable},
+		{"not active", status.Error(codes.FailedPrecondition, "Session is not active (state: interrupted)."), KindTerminal},
 		{"cancelled otherwise", status.Error(codes.Canceled, "Session was finished."), KindRetryable},
 		{"not found", status.Error(codes.NotFound, `No session found with id: "x"`), KindNotFound},
 		{"call timeout", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), KindRetryable},
@@ -132,29 +133,33 @@ func TestConfigValidate(t *testing.T) {
 
 func TestSplitEndpoint(t *testing.T) {
 	tests := []struct {
-		in       string
-		wantAddr string
-		wantPort int
-		wantErr  bool
+		in          string
+		defaultPort int
+		wantAddr    string
+		wantErr     bool
 	}{
-		{"grpc.openobd.com", "grpc.openobd.com:443", 443, false},
-		{"grpc.openobd.com:443", "grpc.openobd.com:443", 443, false},
-		{"127.0.0.1:5000", "127.0.0.1:5000", 5000, false},
-		{"[::1]:5000", "[::1]:5000", 5000, false},
-		{"::1", "[::1]:443", 443, false},
-		{"[::1]", "[::1]:443", 443, false},
-		{"host:0", "", 0, true},
-		{"host:http", "", 0, true},
-		{"", "", 0, true},
+		{"grpc.openobd.com", 443, "grpc.openobd.com:443", false},
+		{"grpc.openobd.com", 17001, "grpc.openobd.com:17001", false},
+		{"grpc.openobd.com:443", 17001, "grpc.openobd.com:443", false},
+		{"127.0.0.1:5000", 443, "127.0.0.1:5000", false},
+		{"[::1]:5000", 443, "[::1]:5000", false},
+		{"::1", 443, "[::1]:443", false},
+		{"[::1]", 8443, "[::1]:8443", false},
+		{"host:0", 443, "", true},
+		{"host:http", 443, "", true},
+		{":443", 443, "", true},
+		{"", 443, "", true},
 	}
 	for _, tt := range tests {
-		addr, port, err := splitEndpoint(tt.in)
-		if (err != nil) != tt.wantErr || addr != tt.wantAddr || port != tt.wantPort {
-			t.Errorf("splitEndpoint(%q) = %q, %d, %v; want %q, %d, error %v", tt.in, addr, port, err, tt.wantAddr, tt.wantPort, tt.wantErr)
+		addr, err := splitEndpoint(tt.in, tt.defaultPort)
+		if (err != nil) != tt.wantErr || addr != tt.wantAddr {
+			t.Errorf("splitEndpoint(%q, %d) = %q, %v; want %q, error %v", tt.in, tt.defaultPort, addr, err, tt.wantAddr, tt.wantErr)
 		}
 	}
 }
 
+// TestTransportCredentials: TLS on every port unless the operator says
+// Insecure; the port an endpoint names never turns TLS off.
 func TestTransportCredentials(t *testing.T) {
 	tests := []struct {
 		port     int
@@ -163,12 +168,14 @@ func TestTransportCredentials(t *testing.T) {
 	}{
 		{443, false, "tls"},
 		{443, true, "insecure"},
-		{8443, false, "insecure"},
+		{8443, false, "tls"},
+		{50051, false, "tls"},
 		{50051, true, "insecure"},
 	}
 	for _, tt := range tests {
-		if got := transportCredentials(tt.port, tt.insecure).Info().SecurityProtocol; got != tt.want {
-			t.Errorf("transportCredentials(%d, %v) = %s, want %s", tt.port, tt.insecure, got, tt.want)
+		c := &Client{cfg: Config{Port: tt.port, Insecure: tt.insecure}}
+		if got := c.transportCredentials().Info().SecurityProtocol; got != tt.want {
+			t.Errorf("transportCredentials() with Port %d, Insecure %v = %s, want %s", tt.port, tt.insecure, got, tt.want)
 		}
 	}
 }

@@ -118,7 +118,7 @@ func (c *Client) Resume(ctx context.Context, info SessionInfo, token string, opt
 	}
 	switch {
 	case current.Ended():
-		return nil, &Error{Kind: KindInterrupted, Op: op, Message: "session state is " + current.State}
+		return nil, &Error{Kind: KindInterrupted, Op: op, Message: "session state is " + current.State, State: current.State}
 	case current.State != StateActive:
 		return nil, &Error{Kind: KindTerminal, Op: op, Message: "session state is " + current.State + ", not active"}
 	}
@@ -276,8 +276,9 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// call runs a unary session call with the newest token and a deadline. An
-// answer that says the session is over ends the session.
+// call runs a unary session call with the newest token and a deadline. A
+// failure from openOBD is checked with getSession (confirmEnd); a session
+// that is over ends.
 func (s *Session) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	if err := s.Err(); err != nil {
 		return err
@@ -286,6 +287,9 @@ func (s *Session) call(ctx context.Context, op string, fn func(ctx context.Conte
 	defer cancel()
 	if err := fn(cctx); err != nil {
 		err = classify(ctx, op, err, s.secrets()...)
+		if _, fromOpenOBD := errors.AsType[*Error](err); fromOpenOBD && ctx.Err() == nil {
+			err = s.confirmEnd(ctx, op, err)
+		}
 		if KindOf(err) == KindInterrupted {
 			s.end(err)
 		}
@@ -304,7 +308,7 @@ func (s *Session) Finish(ctx context.Context, result ServiceResult) error {
 	if err != nil {
 		return err
 	}
-	s.end(&Error{Kind: KindInterrupted, Op: "finish", Message: "session finished"})
+	s.end(&Error{Kind: KindInterrupted, Op: "finish", Message: "session finished", State: StateFinished})
 	return nil
 }
 
@@ -420,9 +424,10 @@ func (s *Session) readTokens(b backoff.BackOff) error {
 	}
 }
 
-// streamEnded classifies the end of one of the session's streams. A stream
-// that ends without saying why is checked with getSession: if the session
-// is over the error is KindInterrupted and the session ends.
+// streamEnded classifies the end of one of the session's streams. Any end
+// that is not ours (ctx still live) is checked with getSession, whatever
+// its status code or text: if the session is over, the error is
+// KindInterrupted with the state openOBD reports, and the session ends.
 func (s *Session) streamEnded(ctx context.Context, op string, err error) error {
 	var e error
 	if err == io.EOF {
@@ -430,16 +435,35 @@ func (s *Session) streamEnded(ctx context.Context, op string, err error) error {
 	} else {
 		e = classify(ctx, op, err, s.secrets()...)
 	}
-	if KindOf(e) == KindRetryable && ctx.Err() == nil {
-		gctx, cancel := context.WithTimeout(ctx, s.client.cfg.CallTimeout)
-		info, gerr := s.client.GetSession(gctx, s.info.ID)
-		cancel()
-		if gerr == nil && info.Ended() {
-			e = &Error{Kind: KindInterrupted, Op: op, Message: "session state is " + info.State}
-		}
+	if ctx.Err() == nil && !isContextError(e) {
+		e = s.confirmEnd(ctx, op, e)
 	}
 	if KindOf(e) == KindInterrupted {
 		s.end(e)
+	}
+	return e
+}
+
+// confirmEnd asks getSession whether the session is still live after a
+// call or stream of it failed with e. It returns a KindInterrupted error
+// with the session's final state (interrupted, finished or failed) when
+// openOBD says it is over, or when openOBD no longer knows it; e otherwise,
+// also when getSession itself fails (the next failure asks again).
+func (s *Session) confirmEnd(ctx context.Context, op string, e error) error {
+	if KindOf(e) == KindInterrupted {
+		return e
+	}
+	gctx, cancel := context.WithTimeout(ctx, s.client.cfg.CallTimeout)
+	info, err := s.client.GetSession(gctx, s.info.ID)
+	cancel()
+	switch {
+	case err == nil && info.Ended():
+		return &Error{Kind: KindInterrupted, Op: op, Message: "session state is " + info.State, State: info.State}
+	case KindOf(err) == KindNotFound:
+		return &Error{Kind: KindInterrupted, Op: op, Message: "session no longer known to openOBD"}
+	case err != nil:
+		s.log.Debug("getSession after a failed session call failed too",
+			slog.String("op", op), slog.String("error", err.Error()))
 	}
 	return e
 }

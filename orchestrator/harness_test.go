@@ -45,7 +45,7 @@ type worldOptions struct {
 func newWorld(t testing.TB, o worldOptions) *world {
 	t.Helper()
 	jf, err := fakejifeline.Start(context.WithoutCancel(t.Context()), fakejifeline.Options{
-		Tickets: o.tickets, Seed: 7, OpenOBD: o.openobd,
+		Tickets: o.tickets, Seed: 7, OpenOBD: o.openobd, TLS: true,
 	})
 	if err != nil {
 		t.Fatalf("fakejifeline.Start: %v", err)
@@ -101,7 +101,7 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 	}
 	host, port := splitHostPort(t, w.jf.OpenOBDAddr)
 	oc, err := connector.New(connector.Config{
-		ClientID: w.jf.ClientID, ClientSecret: w.jf.ClientSecret, Host: host, Port: port, Insecure: true,
+		ClientID: w.jf.ClientID, ClientSecret: w.jf.ClientSecret, Host: host, Port: port, RootCAs: w.jf.Certificate.RootCAs(),
 		ReconnectInitial: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Logger: quiet,
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -607,14 +608,14 @@ func (o *Orchestrator) sessionEnded(ctx context.Context, rec *session.Record, se
 		reason += ": " + err.Error()
 	}
 	to := session.StateInterrupted
-	if connector.KindOf(err) != connector.KindInterrupted {
+	if connector.KindOf(err) != connector.KindInterrupted || connector.EndState(err) == connector.StateFailed {
 		to = session.StateFailed
 	}
 	if a := o.attachment(rec.ID); a != nil {
 		a.detach(&InterruptedError{SessionID: rec.ID, Actor: session.ActorOpenOBD, Reason: reason})
 	}
 	_, terr := o.transition(ctx, rec.ID, to, session.ActorOpenOBD, reason, func(r *session.Record) {
-		r.OpenOBD.State = connector.StateInterrupted
+		r.OpenOBD.State = cmp.Or(connector.EndState(err), connector.StateInterrupted) // as getSession said
 	})
 	if terr != nil && !errors.Is(terr, ErrWrongState) && !errors.Is(terr, ErrNotLive) {
 		return fmt.Errorf("record the openOBD end: %w", terr)

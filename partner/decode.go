@@ -65,7 +65,8 @@ func locate(data []byte, v reflect.Value, path string) (string, error) {
 	t := v.Type()
 	switch {
 	case reflect.PointerTo(t).Implements(unmarshalerType):
-		// Leaf types with their own decoding (Time, the enums).
+		// Types with their own decoding (Time, the enums, Connector); Connector names the
+		// member at fault with a fieldError.
 	case t.Kind() == reflect.Pointer:
 		if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
 			return "", nil
@@ -103,6 +104,9 @@ func locate(data []byte, v reflect.Value, path string) (string, error) {
 		return "", nil
 	}
 	if err := json.Unmarshal(data, v.Addr().Interface()); err != nil {
+		if fe, ok := errors.AsType[*fieldError](err); ok {
+			return join(path, fe.Field), fe.Err
+		}
 		return path, describe(err, "")
 	}
 	return "", nil

@@ -28,3 +28,10 @@ func DecodeTicketPage(b []byte) ([]Ticket, int64, error) {
 var ParseRetryAfter = parseRetryAfter
 
 var Sleep = sleep
+
+// DecodeConnectorPage decodes a connector list answer as Client.Connectors does.
+func DecodeConnectorPage(b []byte) ([]Connector, int64, error) {
+	var p page[Connector]
+	err := decodePage("connector list", b, &p)
+	return p.Result, p.Total, err
+}

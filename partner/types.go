@@ -190,8 +190,17 @@ type Ticket struct {
 
 // Connector is a customer's vehicle communication interface (a J-ReX). Its shape follows
 // Jifeline's Customer API, as the Partner API's connector object is not documented publicly.
+//
+// Two shapes of identity are accepted, since which one the Partner API sends is not known:
+// {"id": "<uuid>"} and the Customer API's {"id": 123, "uuid": "<uuid>"}. Either way ID is the
+// UUID, the connector's one identity here; Number keeps the integer id of the second shape.
 type Connector struct {
-	ID         string  `json:"id"`
+	// ID is the connector's UUID.
+	ID string `json:"id"`
+	// Number is the integer id when the Partner API sends one (then HasNumber is set). Neither
+	// is part of Connector's JSON encoding, which is the UUID shape.
+	Number     int64   `json:"-"`
+	HasNumber  bool    `json:"-"`
 	CustomerID *string `json:"customer_id"`
 	// Name is the connector's serial number, e.g. "23568".
 	Name            string  `json:"name"`

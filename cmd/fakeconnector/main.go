@@ -25,6 +25,7 @@ import (
 	"github.com/obdorch/obdorch/cmd/internal/buildinfo"
 	"github.com/obdorch/obdorch/connector/fake"
 	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
+	"github.com/obdorch/obdorch/partner/partnertest"
 )
 
 // envPrefix prefixes the environment twin of every flag:
@@ -35,6 +36,9 @@ type config struct {
 	openobdAddr      string
 	partnerAddr      string
 	allowRemote      bool
+	tls              bool
+	tlsCAFile        string
+	connectorShape   string
 	clientID         string
 	clientSecret     string
 	tickets          int
@@ -55,7 +59,10 @@ type config struct {
 func (c *config) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.openobdAddr, "openobd-addr", "127.0.0.1:17001", "listen address of the fake openOBD gRPC services")
 	fs.StringVar(&c.partnerAddr, "partner-addr", "127.0.0.1:17002", "listen address of the fake Partner API and the steering endpoints")
-	fs.BoolVar(&c.allowRemote, "allow-non-loopback", false, "allow listening on non-loopback addresses (everything is plaintext and unauthenticated steering)")
+	fs.BoolVar(&c.allowRemote, "allow-non-loopback", false, "allow listening on non-loopback addresses (the Partner API is plaintext and steering is unauthenticated)")
+	fs.BoolVar(&c.tls, "tls", false, "serve openOBD over TLS with a certificate generated at start (needs --tls-ca-file)")
+	fs.StringVar(&c.tlsCAFile, "tls-ca-file", "", "with --tls: `file` to write the CA certificate to, for clients (e.g. orchestrator --openobd-ca, grpcurl -cacert)")
+	fs.StringVar(&c.connectorShape, "connector-shape", string(partnertest.ConnectorShapeUUID), "Partner API connector JSON: uuid (id is the UUID) or integer (id is a number, the UUID in uuid)")
 	fs.StringVar(&c.clientID, "client-id", fakejifeline.DefaultClientID, "Partner API / openOBD client id the fakes accept")
 	fs.StringVar(&c.clientSecret, "client-secret", fakejifeline.DefaultClientSecret, "Partner API / openOBD client secret the fakes accept")
 	fs.IntVar(&c.tickets, "tickets", 5, "number of pending demo tickets, each with a connector and a vehicle")
@@ -106,6 +113,15 @@ func (c *config) validate() (codes.Code, error) {
 	if c.clientID == "" || c.clientSecret == "" {
 		errs = append(errs, errors.New("--client-id and --client-secret must not be empty"))
 	}
+	switch {
+	case c.tls && c.tlsCAFile == "":
+		errs = append(errs, errors.New("--tls-ca-file: required with --tls (clients need the CA certificate)"))
+	case !c.tls && c.tlsCAFile != "":
+		errs = append(errs, errors.New("--tls-ca-file: only with --tls"))
+	}
+	if _, err := partnertest.ParseConnectorShape(c.connectorShape); err != nil {
+		errs = append(errs, fmt.Errorf("--connector-shape: %w", err))
+	}
 	if c.tickets < 0 {
 		errs = append(errs, errors.New("--tickets must not be negative"))
 	}
@@ -143,6 +159,13 @@ func (c *config) logger(w io.Writer) *slog.Logger {
 	_ = lvl.UnmarshalText([]byte(c.logLevel))
 	ho := &slog.HandlerOptions{Level: lvl}
 	if c.logFormat == "json" {
+		// Durations as "1.5s", not integer nanoseconds.
+		ho.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
@@ -184,7 +207,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := c.logger(stderr)
 
+	shape, _ := partnertest.ParseConnectorShape(c.connectorShape) // validated above
 	env, err := fakejifeline.Start(ctx, fakejifeline.Options{
+		TLS:          c.tls,
+		Partner:      partnertest.Options{ConnectorShape: shape},
 		OpenOBDAddr:  c.openobdAddr,
 		PartnerAddr:  c.partnerAddr,
 		ClientID:     c.clientID,
@@ -208,7 +234,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Error("fake Jifeline did not start", "error", err)
 		return 1
 	}
-	printBanner(stdout, env)
+	if env.Certificate != nil {
+		if err := os.WriteFile(c.tlsCAFile, env.Certificate.CAPEM, 0o644); err != nil {
+			log.Error("writing the CA certificate", "flag", "--tls-ca-file", "error", err)
+			_ = env.Close()
+			return 1
+		}
+	}
+	printBanner(stdout, env, c.tlsCAFile)
 
 	select {
 	case <-ctx.Done():
@@ -225,10 +258,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // printBanner tells where the fakes listen, the credentials and the demo
 // tickets.
-func printBanner(w io.Writer, env *fakejifeline.Env) {
+func printBanner(w io.Writer, env *fakejifeline.Env, caFile string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "fake Jifeline is running (Ctrl-C to stop)\n")
-	fmt.Fprintf(tw, "  openOBD gRPC\t%s (plaintext)\n", env.OpenOBDAddr)
+	if env.Certificate != nil {
+		fmt.Fprintf(tw, "  openOBD gRPC\t%s (TLS, certificate for %s)\n", env.OpenOBDAddr, strings.Join(env.Certificate.Hosts, ", "))
+		fmt.Fprintf(tw, "  openOBD CA certificate\t%s\n", caFile)
+	} else {
+		fmt.Fprintf(tw, "  openOBD gRPC\t%s (plaintext)\n", env.OpenOBDAddr)
+	}
 	fmt.Fprintf(tw, "  Partner API\t%s\n", env.PartnerURL)
 	fmt.Fprintf(tw, "  openOBD steering\t%s\n", env.SteeringURL)
 	fmt.Fprintf(tw, "  Partner steering\t%s/_fake/\n", env.PartnerURL)

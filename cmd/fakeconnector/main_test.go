@@ -3,7 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +21,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/obdorch/obdorch/connector"
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
+	"github.com/obdorch/obdorch/partner"
 )
 
 func TestMain(m *testing.M) {
@@ -118,6 +126,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"bad interrupt code", []string{"--interrupt-code", "SOMETIMES"}, "--interrupt-code"},
 		{"bad log format", []string{"--log-format", "xml"}, "--log-format"},
 		{"empty secret", []string{"--client-secret", ""}, "--client-secret"},
+		{"tls without ca file", []string{"--tls"}, "--tls-ca-file"},
+		{"ca file without tls", []string{"--tls-ca-file", "ca.pem"}, "--tls-ca-file"},
+		{"bad connector shape", []string{"--connector-shape", "number"}, "--connector-shape"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,5 +140,88 @@ func TestRunRejectsBadConfig(t *testing.T) {
 				t.Fatalf("run(%v) stderr = %q, want it to mention %q", tc.args, stderr.String(), tc.want)
 			}
 		})
+	}
+}
+
+// With --tls the fake serves openOBD over TLS, writes its CA to
+// --tls-ca-file and names the file in the banner; a client trusting that CA
+// starts and attaches a session on the endpoint it is handed. With
+// --connector-shape integer the Partner API's connectors carry an integer id
+// and their UUID.
+func TestRunTLSAndIntegerConnectors(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	var stdout, stderr syncBuffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"--openobd-addr", "127.0.0.1:0", "--partner-addr", "127.0.0.1:0", "--tickets", "1",
+			"--tls", "--tls-ca-file", caFile, "--connector-shape", "integer"}, noEnv, &stdout, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-exit; code != 0 {
+			t.Errorf("run = %d, want 0; stderr:\n%s", code, stderr.String())
+		}
+	}()
+	banner := regexp.MustCompile(`openOBD gRPC\s+(\S+) \(TLS[^\n]*\n\s+openOBD CA certificate\s+(\S+)\n\s+Partner API\s+(\S+)`)
+	var m []string
+	deadline := time.Now().Add(10 * time.Second)
+	for m == nil || !strings.Contains(stdout.String(), "demo tickets") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS banner; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+		m = banner.FindStringSubmatch(stdout.String())
+	}
+	addr, printedCA, partnerURL := m[1], m[2], m[3]
+	if printedCA != caFile {
+		t.Errorf("banner names CA file %q, want %q", printedCA, caFile)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no PEM certificate", caFile)
+	}
+	ticket := regexp.MustCompile(`(?m)^  (\d+)\s`).FindStringSubmatch(stdout.String())[1]
+
+	host, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
+	c, err := connector.New(connector.Config{
+		ClientID: "demo-client", ClientSecret: "demo-secret", Host: host, Port: port, RootCAs: roots,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ccancel()
+	info, err := c.StartSessionOnTicket(cctx, ticket)
+	if err != nil {
+		t.Fatalf("StartSessionOnTicket over TLS: %v", err)
+	}
+	s, err := c.Attach(cctx, info)
+	if err != nil {
+		t.Fatalf("Attach to %s over TLS: %v", info.GRPCEndpoint, err)
+	}
+	s.Close()
+
+	pc, err := partner.NewClient(partner.Config{BaseURL: partnerURL, ClientID: "demo-client", ClientSecret: "demo-secret",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.CloseIdleConnections()
+	for conn, err := range pc.Connectors(cctx, partner.Paging{}) {
+		if err != nil {
+			t.Fatalf("Connectors: %v", err)
+		}
+		if !conn.HasNumber || conn.ID == "" {
+			t.Errorf("connector %+v: want an integer id and its UUID", conn)
+		}
 	}
 }

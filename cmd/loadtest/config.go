@@ -26,6 +26,7 @@ type config struct {
 	duration    time.Duration
 	warmup      time.Duration
 	busTiming   bool
+	openobdTLS  bool
 	tickets     int
 	concurrency int
 	settle      time.Duration
@@ -39,6 +40,7 @@ type config struct {
 	partnerURL       string
 	clientID         string
 	clientSecret     string
+	openobdCA        string
 
 	noFsync           bool
 	logLevel          slog.Level
@@ -104,6 +106,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time of each phase (relay, controlplane)")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured time before each phase")
 	fs.BoolVar(&c.busTiming, "bus-timing", false, "the in-process fake delays answers by their CAN frame time at 500 kbit/s")
+	fs.BoolVar(&c.openobdTLS, "openobd-tls", false, "the in-process fake serves openOBD over TLS (generated certificate), as Jifeline does; default plaintext")
 	fs.IntVar(&c.tickets, "tickets", 1000, "pending tickets to take in (intake)")
 	fs.IntVar(&c.concurrency, "concurrency", 50, "concurrent callers (controlplane)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "pause before each memory reading, for new sessions to go idle (memory)")
@@ -113,6 +116,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.orchestratorAddr, "orchestrator-addr", "", "`host:port` of a running orchestrator's control plane (plaintext); default in-process")
 	fs.StringVar(&c.openobdAddr, "openobd-addr", "", "`host:port` of a running fake openOBD (cmd/fakeconnector); needs --partner-url")
 	fs.StringVar(&c.partnerURL, "partner-url", "", "`URL` of the running fake's Partner API, e.g. http://127.0.0.1:17002")
+	fs.StringVar(&c.openobdCA, "openobd-ca", "", "CA certificate `file` of a running fake served with --tls (its --tls-ca-file); without it the running fake is reached in plaintext")
 	fs.StringVar(&c.clientID, "client-id", fakejifeline.DefaultClientID, "client id the fake accepts")
 	fs.StringVar(&c.clientSecret, "client-secret", fakejifeline.DefaultClientSecret, "client secret the fake accepts")
 	fs.BoolVar(&c.metrics, "metrics", true, "record the in-process components' metrics in an OpenTelemetry meter provider read by a Prometheus registry, as cmd/orchestrator does with its admin listener on (its default); false leaves them to the no-op provider")
@@ -190,6 +194,11 @@ func (c *config) validate() error {
 		if c.busTiming {
 			return errors.New("--bus-timing: applies to the in-process fake only; start cmd/fakeconnector with --bus-timing instead")
 		}
+		if c.openobdTLS {
+			return errors.New("--openobd-tls: applies to the in-process fake only; for a running fake started with --tls give --openobd-ca")
+		}
+	} else if c.openobdCA != "" {
+		return errors.New("--openobd-ca: applies to a running fake (--openobd-addr); the in-process fake uses --openobd-tls")
 	}
 	external := c.openobdAddr != "" || c.orchestratorAddr != ""
 	switch {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -23,6 +25,8 @@ type fakeWorld struct {
 
 	openobdAddr, partnerURL string
 	clientID, clientSecret  string
+	// roots verifies the fake's openOBD certificate; nil means plaintext.
+	roots *x509.CertPool
 
 	// held are in-process tickets set aside for direct sessions (state
 	// in_progress, so the orchestrator's intake leaves them alone).
@@ -35,8 +39,19 @@ type fakeWorld struct {
 func (r *runner) startFake(tickets, extra int) (*fakeWorld, error) {
 	cfg := r.cfg
 	if cfg.externalFake() {
-		return &fakeWorld{openobdAddr: cfg.openobdAddr, partnerURL: strings.TrimSuffix(cfg.partnerURL, "/"),
-			clientID: cfg.clientID, clientSecret: cfg.clientSecret}, nil
+		f := &fakeWorld{openobdAddr: cfg.openobdAddr, partnerURL: strings.TrimSuffix(cfg.partnerURL, "/"),
+			clientID: cfg.clientID, clientSecret: cfg.clientSecret}
+		if cfg.openobdCA != "" {
+			pem, err := os.ReadFile(cfg.openobdCA)
+			if err != nil {
+				return nil, fmt.Errorf("--openobd-ca: %w", err)
+			}
+			f.roots = x509.NewCertPool()
+			if !f.roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--openobd-ca: no PEM certificate in %s", cfg.openobdCA)
+			}
+		}
+		return f, nil
 	}
 	// The fake lives until close, not until the signal: it stops after the
 	// orchestrator, as in cmd/orchestrator --demo.
@@ -44,6 +59,7 @@ func (r *runner) startFake(tickets, extra int) (*fakeWorld, error) {
 		ClientID: cfg.clientID, ClientSecret: cfg.clientSecret,
 		Tickets: tickets + extra, Seed: 1,
 		OpenOBD: fake.Options{BusTiming: cfg.busTiming},
+		TLS:     cfg.openobdTLS,
 		Logger:  r.clog.With("component", "fake"),
 	})
 	if err != nil {
@@ -51,6 +67,9 @@ func (r *runner) startFake(tickets, extra int) (*fakeWorld, error) {
 	}
 	f := &fakeWorld{jf: jf, openobdAddr: jf.OpenOBDAddr, partnerURL: jf.PartnerURL,
 		clientID: jf.ClientID, clientSecret: jf.ClientSecret}
+	if jf.Certificate != nil {
+		f.roots = jf.Certificate.RootCAs()
+	}
 	for _, t := range jf.Tickets[tickets:] {
 		if err := jf.Partner.SetTicketState(t.ID, partner.TicketInProgress); err != nil {
 			_ = jf.Close()
@@ -112,7 +131,8 @@ func (f *fakeWorld) openOBDClient(log *slog.Logger) (*connector.Client, error) {
 		return nil, err
 	}
 	return connector.New(connector.Config{
-		ClientID: f.clientID, ClientSecret: f.clientSecret, Host: host, Port: port, Insecure: true, Logger: log,
+		ClientID: f.clientID, ClientSecret: f.clientSecret, Host: host, Port: port,
+		Insecure: f.roots == nil, RootCAs: f.roots, Logger: log,
 	})
 }
 

@@ -65,9 +65,22 @@ func TestUnpacedRelayWithBusTiming(t *testing.T) {
 	if out["bus_timing"] != true {
 		t.Errorf(`"bus_timing" = %v, want true`, out["bus_timing"])
 	}
+	if out["openobd_tls"] != false {
+		t.Errorf(`"openobd_tls" = %v, want false`, out["openobd_tls"])
+	}
 	// Unpaced, every session sends far more than one request per 50 ms.
 	if rps, _ := out["orchestrated_rps"].(float64); rps < 3*20 {
 		t.Errorf(`"orchestrated_rps" = %v, want more than paced sessions would send`, out["orchestrated_rps"])
+	}
+}
+
+// The relay scenario over TLS toward openOBD, as in production: the direct
+// runner and the orchestrator both reach the fake through TLS.
+func TestRelayOverTLS(t *testing.T) {
+	out := onlyRun(t, "relay", runJSON(t, append([]string{"--scenario", "relay", "--openobd-tls", "--json"}, tiny...)))
+	checkKeys(t, "relay", out, wantKeys["relay"])
+	if out["openobd_tls"] != true {
+		t.Errorf(`"openobd_tls" = %v, want true`, out["openobd_tls"])
 	}
 }
 
@@ -165,6 +178,8 @@ func TestInvalidFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--openobd-addr", "nohost", "--partner-url", "http://127.0.0.1:2"}, "--openobd-addr"},
 		{[]string{"--openobd-addr", "127.0.0.1:1", "--partner-url", "ftp://x"}, "--partner-url"},
 		{[]string{"--openobd-addr", "127.0.0.1:1", "--partner-url", "http://127.0.0.1:2", "--bus-timing"}, "--bus-timing"},
+		{[]string{"--openobd-addr", "127.0.0.1:1", "--partner-url", "http://127.0.0.1:2", "--openobd-tls"}, "--openobd-tls"},
+		{[]string{"--openobd-ca", "ca.pem"}, "--openobd-ca"},
 		{[]string{"--orchestrator-addr", "127.0.0.1:1", "--scenario", "intake"}, "--orchestrator-addr"},
 		{[]string{"--orchestrator-addr", "127.0.0.1:1", "--scenario", "relay"}, "--orchestrator-addr"},
 		{[]string{"--orchestrator-addr", "127.0.0.1:1", "--scenario", "controlplane", "--no-fsync"}, "--no-fsync"},

@@ -60,6 +60,7 @@ type relayResult struct {
 	IntervalMS float64 `json:"interval_ms"`
 	DurationS  float64 `json:"duration_s"`
 	BusTiming  bool    `json:"bus_timing"`
+	OpenOBDTLS bool    `json:"openobd_tls"`
 	// TargetRPS is what the pacing asks for (0 when unpaced).
 	TargetRPS float64 `json:"target_rps"`
 
@@ -141,7 +142,11 @@ func (r *relayResult) printTable(w io.Writer) {
 	if r.BusTiming {
 		timing = "on (CAN 500 kbit/s)"
 	}
-	fmt.Fprintf(w, "relay: %d sessions, %s, %s s measured per path, bus timing %s\n\n", r.Sessions, pace, num(r.DurationS), timing)
+	transport := "plaintext"
+	if r.OpenOBDTLS {
+		transport = "TLS"
+	}
+	fmt.Fprintf(w, "relay: %d sessions, %s, %s s measured per path, bus timing %s, openOBD over %s\n\n", r.Sessions, pace, num(r.DurationS), timing, transport)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "path\tp50 ms\tp99 ms\tmax ms\treq/s\tCPU µs/req\talloc KiB/req\tlost\t")
 	for _, p := range []struct {
@@ -187,7 +192,7 @@ func (r *runner) runRelay(ctx context.Context) (*relayResult, error) {
 	spec := loadSpec{interval: cfg.interval, warmup: cfg.warmup, duration: cfg.duration}
 	res := &relayResult{
 		Scenario: "relay", Sessions: n, IntervalMS: ms(cfg.interval), DurationS: cfg.duration.Seconds(),
-		BusTiming: cfg.busTiming,
+		BusTiming: cfg.busTiming, OpenOBDTLS: cfg.openobdTLS || cfg.openobdCA != "",
 	}
 	if cfg.interval > 0 {
 		res.TargetRPS = float64(n) / cfg.interval.Seconds()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,6 +42,10 @@ type config struct {
 	clientSecret    string
 	clusterID       string
 	openobdInsecure bool
+	openobdCA       string
+	// demoRoots trusts the demo fake's generated CA (set by --demo, not a
+	// flag).
+	demoRoots *x509.CertPool
 
 	// Partner API.
 	partnerURL  string
@@ -79,7 +84,7 @@ var flagGroups = []flagGroup{
 	{"Control plane", []string{"listen", "tls-cert", "tls-key", "client-ca", "insecure", "auth-tokens", "shutdown-grace"}},
 	{"Admin", []string{"admin-listen"}},
 	{"Store", []string{"data-dir", "etcd-endpoints", "replica"}},
-	{"openOBD", []string{"openobd-host", "openobd-port", "client-id", "client-secret", "cluster-id", "openobd-insecure"}},
+	{"openOBD", []string{"openobd-host", "openobd-port", "client-id", "client-secret", "cluster-id", "openobd-insecure", "openobd-ca"}},
 	{"Partner API", []string{"partner-url", "ticket-write"}},
 	{"Intake", []string{"intake-state", "intake-externally-processed", "resync-interval", "workers"}},
 	{"Relay", []string{"request-timeout", "p2-star", "lease-ttl", "fail-on-lease-expiry"}},
@@ -130,11 +135,12 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.replica, "replica", host, "this replica's unique `name` in the store")
 
 	fs.StringVar(&c.openobdHost, "openobd-host", "grpc.openobd.com", "openOBD gRPC `host`")
-	fs.IntVar(&c.openobdPort, "openobd-port", 443, "openOBD gRPC `port` (443 uses TLS)")
+	fs.IntVar(&c.openobdPort, "openobd-port", 443, "openOBD gRPC `port`; also the port of session endpoints that name none")
 	fs.StringVar(&c.clientID, "client-id", "", "Partner API client `id` (also used for openOBD)")
 	fs.StringVar(&c.clientSecret, "client-secret", "", "Partner API client `secret`")
 	fs.StringVar(&c.clusterID, "cluster-id", "001", "Jifeline `cluster`: 001 Europe, 002 USA")
-	fs.BoolVar(&c.openobdInsecure, "openobd-insecure", false, "plaintext to openOBD even on port 443 (development)")
+	fs.BoolVar(&c.openobdInsecure, "openobd-insecure", false, "plaintext to openOBD's controller and session endpoints instead of TLS (development only: tokens travel in clear)")
+	fs.StringVar(&c.openobdCA, "openobd-ca", "", "PEM `file` of the CA certificates that sign openOBD's servers (a private CA); default the system's roots")
 
 	fs.StringVar(&c.partnerURL, "partner-url", "", "Partner API base `URL` (default: the cluster's, https://partner-api-<cluster>.prd.jifeline.cloud)")
 	fs.BoolVar(&c.ticketWrite, "ticket-write", false, "mark finished tickets on the Partner API (external_reference, externally_processed); the endpoint is not publicly documented")
@@ -278,6 +284,13 @@ func (c *config) validate() error {
 	if c.openobdHost == "" {
 		bad("openobd-host", "required")
 	}
+	if c.openobdCA != "" {
+		if c.openobdInsecure {
+			bad("openobd-ca", "cannot be used with --openobd-insecure (no TLS to verify)")
+		} else if _, err := loadCertPool(c.openobdCA); err != nil {
+			bad("openobd-ca", "%v", err)
+		}
+	}
 	if c.openobdPort < 1 || c.openobdPort > 65535 {
 		bad("openobd-port", "must be 1-65535, got %d", c.openobdPort)
 	}
@@ -344,4 +357,18 @@ func (c *config) intakeProcessedFilter() (processed, any bool) {
 	}
 	b, _ := strconv.ParseBool(c.intakeProcessed)
 	return b, false
+}
+
+// loadCertPool reads a pool of PEM certificates from path; it fails when the
+// file holds none.
+func loadCertPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificate in %s", path)
+	}
+	return pool, nil
 }

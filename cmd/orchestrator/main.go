@@ -164,7 +164,11 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 // configuration at it (and, without --etcd-endpoints, at a temporary data
 // directory). The fake outlives the signal: it stops after the core.
 func startDemo(ctx context.Context, cfg *config, log *slog.Logger) (stop func(), err error) {
-	env, err := fakejifeline.Start(context.WithoutCancel(ctx), fakejifeline.Options{Tickets: cfg.demoTickets, Seed: 1})
+	// TLS toward the fake openOBD as toward Jifeline, unless
+	// --openobd-insecure asks for plaintext.
+	env, err := fakejifeline.Start(context.WithoutCancel(ctx), fakejifeline.Options{
+		Tickets: cfg.demoTickets, Seed: 1, TLS: !cfg.openobdInsecure,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("start demo Jifeline: %w", err)
 	}
@@ -181,7 +185,9 @@ func startDemo(ctx context.Context, cfg *config, log *slog.Logger) (stop func(),
 	}
 	cfg.openobdHost = host
 	fmt.Sscanf(port, "%d", &cfg.openobdPort)
-	cfg.openobdInsecure = true
+	if env.Certificate != nil {
+		cfg.demoRoots = env.Certificate.RootCAs()
+	}
 	cfg.partnerURL = env.PartnerURL
 	cfg.clientID, cfg.clientSecret = env.ClientID, env.ClientSecret
 	cfg.ticketWrite = true
@@ -241,9 +247,26 @@ func newClients(cfg *config, log *slog.Logger) (*partner.Client, *connector.Clie
 	if err != nil {
 		return nil, nil, fmt.Errorf("partner API client: %w", err)
 	}
+	roots, ca := cfg.demoRoots, "system roots"
+	switch {
+	case cfg.openobdCA != "":
+		if roots, err = loadCertPool(cfg.openobdCA); err != nil {
+			pc.CloseIdleConnections()
+			return nil, nil, fmt.Errorf("--openobd-ca: %w", err)
+		}
+		ca = cfg.openobdCA
+	case roots != nil:
+		ca = "the demo fake's generated CA"
+	}
+	if cfg.openobdInsecure {
+		log.Warn("openOBD connections are INSECURE (--openobd-insecure): plaintext to the session controller and every session endpoint; tokens travel in clear",
+			"openobd_host", cfg.openobdHost, "openobd_port", cfg.openobdPort)
+	} else {
+		log.Info("openOBD connections use TLS", "openobd_host", cfg.openobdHost, "openobd_port", cfg.openobdPort, "openobd_ca", ca)
+	}
 	oc, err := connector.New(connector.Config{
 		ClientID: cfg.clientID, ClientSecret: cfg.clientSecret, ClusterID: cfg.clusterID,
-		Host: cfg.openobdHost, Port: cfg.openobdPort, Insecure: cfg.openobdInsecure,
+		Host: cfg.openobdHost, Port: cfg.openobdPort, Insecure: cfg.openobdInsecure, RootCAs: roots,
 		ResponseTimeout: cfg.requestTimeout, P2Star: cfg.p2Star, Logger: log.With("component", "openobd"),
 	})
 	if err != nil {

@@ -39,6 +39,10 @@ func env(vars map[string]string) func(string) string {
 
 func TestConfigErrorsNameTheFlag(t *testing.T) {
 	creds := []string{"--client-id", "id", "--client-secret", "secret"}
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -53,6 +57,9 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{"client ca without cert", append([]string{"--client-ca", "ca.pem"}, creds...), nil, "--client-ca"},
 		{"bad cluster", append([]string{"--cluster-id", "003"}, creds...), nil, "--cluster-id"},
 		{"bad port", append([]string{"--openobd-port", "0"}, creds...), nil, "--openobd-port"},
+		{"missing openobd ca", append([]string{"--openobd-ca", "/nonexistent/ca.pem"}, creds...), nil, "--openobd-ca"},
+		{"openobd ca not pem", append([]string{"--openobd-ca", notPEM}, creds...), nil, "--openobd-ca"},
+		{"openobd ca with insecure", append([]string{"--openobd-ca", notPEM, "--openobd-insecure"}, creds...), nil, "--openobd-ca"},
 		{"bad intake state", append([]string{"--intake-state", "open"}, creds...), nil, "--intake-state"},
 		{"bad processed", append([]string{"--intake-externally-processed", "maybe"}, creds...), nil, "--intake-externally-processed"},
 		{"short lease", append([]string{"--lease-ttl", "1s"}, creds...), nil, "--lease-ttl"},
@@ -136,13 +143,17 @@ func (s *syncBuffer) String() string {
 func TestFullRunLeaksNoSecret(t *testing.T) {
 	const secret = "client-secret-4f9a1c7e"
 	jf, err := fakejifeline.Start(context.WithoutCancel(t.Context()), fakejifeline.Options{
-		Tickets: 2, Seed: 3, ClientID: "leak-test-client", ClientSecret: secret,
+		Tickets: 2, Seed: 3, ClientID: "leak-test-client", ClientSecret: secret, TLS: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer jf.Close()
 	host, port := splitAddr(t, jf.OpenOBDAddr)
+	caFile := filepath.Join(t.TempDir(), "openobd-ca.pem")
+	if err := os.WriteFile(caFile, jf.Certificate.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	const adminToken, runnerToken = "admin-token-0123456789abcdef", "runner-token-0123456789abcdef"
 	tokenFile := filepath.Join(t.TempDir(), "tokens")
@@ -151,7 +162,7 @@ func TestFullRunLeaksNoSecret(t *testing.T) {
 	}
 	args := []string{
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--replica", "leak-test",
-		"--openobd-host", host, "--openobd-port", port, "--openobd-insecure",
+		"--openobd-host", host, "--openobd-port", port, "--openobd-ca", caFile,
 		"--partner-url", jf.PartnerURL, "--ticket-write",
 		"--client-id", "leak-test-client", "--client-secret", secret,
 		"--auth-tokens", tokenFile, "--log-level", "debug", "--log-format", "json",
@@ -277,6 +288,9 @@ func TestFullRunLeaksNoSecret(t *testing.T) {
 		t.Fatalf("only %d secrets collected; the fakes issued too few tokens for a meaningful check", len(secrets))
 	}
 	printed := stdout.String() + stderr.String()
+	if !strings.Contains(printed, "openOBD connections use TLS") || strings.Contains(printed, "INSECURE") {
+		t.Error("the start-up log does not say that openOBD is reached over TLS")
+	}
 	for _, s := range secrets {
 		if s == acq.GetLeaseId() {
 			// The runner is given its lease id once; it must not appear anywhere else.

@@ -273,6 +273,9 @@ func shutdownWithLiveStreams(t *testing.T) shutdownOrder {
 	if code != 0 {
 		t.Errorf("run exit code %d, want 0; stderr:\n%s", code, stderr.String())
 	}
+	if !strings.Contains(stderr.String(), "openOBD connections are INSECURE") {
+		t.Error("--openobd-insecure was not logged as insecure at start")
+	}
 	if took >= grace || strings.Contains(stderr.String(), "grace period over") {
 		t.Errorf("run took %s to stop, want less than the %s grace (open streams must not hold the stop up)", took.Round(time.Millisecond), grace)
 	}

@@ -101,7 +101,9 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 		}
 		return toStatus(cause)
 	}
-	return stream.Context().Err()
+	// The runner left or its deadline passed: CANCELED or DEADLINE_EXCEEDED,
+	// or nil when the stream ended otherwise.
+	return toStatus(stream.Context().Err())
 }
 
 // serve answers the runner's requests in order, one at a time: receive,

@@ -79,10 +79,12 @@ func NewServer(svc *Service, opts ServerOptions) *Server {
 	unary := append([]grpc.UnaryServerInterceptor{
 		recovery.UnaryServerInterceptor(recoveryOpt),
 		logging.UnaryServerInterceptor(interceptorLogger(logger), logOpts...),
+		unaryClientGone,
 	}, opts.Unary...)
 	stream := append([]grpc.StreamServerInterceptor{
 		recovery.StreamServerInterceptor(recoveryOpt),
 		logging.StreamServerInterceptor(interceptorLogger(logger), logOpts...),
+		streamClientGone,
 	}, opts.Stream...)
 
 	serverOpts := []grpc.ServerOption{
@@ -124,9 +126,51 @@ func (s *Server) SetServing(serving bool) {
 	s.Health.SetServingStatus(orchestratorv1.OrchestratorService_ServiceDesc.ServiceName, st)
 }
 
-// interceptorLogger adapts slog to go-grpc-middleware's logging.
+// interceptorLogger adapts slog to go-grpc-middleware's logging. A call
+// whose client cancelled it or whose deadline passed (its context is done)
+// is logged at INFO at most: the client chose to stop, nothing here failed.
 func interceptorLogger(l *slog.Logger) logging.Logger {
 	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		if ctx.Err() != nil && lvl > logging.LevelInfo {
+			lvl = logging.LevelInfo
+		}
 		l.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
+}
+
+// clientGone gives a call that failed after its client cancelled it or its
+// deadline passed the status that says so (CANCELED or DEADLINE_EXCEEDED),
+// whatever the handler returned, so that logs and metrics carry the real
+// code rather than UNKNOWN or a failure that followed from it. The client
+// sees its own cancellation or deadline either way.
+func clientGone(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	why := ctx.Err()
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < deadlineSkew {
+		// The client's deadline: the client's timer fires first (the
+		// server's deadline is later by the request's transit time) and its
+		// cancellation arrives before the server's own timer fires, so ctx
+		// says only "canceled".
+		why = context.DeadlineExceeded
+	}
+	st := status.FromContextError(why)
+	if status.Code(err) == st.Code() {
+		return err
+	}
+	return status.Error(st.Code(), st.Message()+": "+status.Convert(err).Message())
+}
+
+// deadlineSkew is how much earlier than the server's deadline a client's
+// timer may end a call (transit time and scheduling on a busy machine).
+const deadlineSkew = 250 * time.Millisecond
+
+func unaryClientGone(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	return resp, clientGone(ctx, err)
+}
+
+func streamClientGone(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return clientGone(ss.Context(), handler(srv, ss))
 }

@@ -102,6 +102,9 @@ func (s *Service) WatchSessions(req *orchestratorv1.WatchSessionsRequest, stream
 	wg.Wait()
 
 	switch {
+	case stream.Context().Err() != nil:
+		// The watcher left or its deadline passed.
+		return toStatus(stream.Context().Err())
 	case sendErr != nil:
 		return sendErr
 	case errors.Is(srcErr, orchestrator.ErrTooSlow):
@@ -115,5 +118,5 @@ func (s *Service) WatchSessions(req *orchestratorv1.WatchSessionsRequest, stream
 	case srcErr != nil && stream.Context().Err() == nil:
 		return toStatus(fmt.Errorf("watch: %w", srcErr))
 	}
-	return stream.Context().Err()
+	return nil
 }

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -8,6 +10,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // zapLogger returns a zap logger, as etcd's server and client take, that
@@ -52,7 +56,7 @@ func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 		args = append(args, slog.String("logger", e.LoggerName))
 	}
 	switch {
-	case benign[e.Message]:
+	case benign[e.Message], e.Level < zapcore.ErrorLevel && callerGaveUp(fields):
 		c.log.Debug(e.Message, args...)
 	case e.Level >= zapcore.ErrorLevel:
 		c.log.Error(e.Message, args...)
@@ -60,6 +64,28 @@ func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 		c.log.Warn(e.Message, args...)
 	}
 	return nil
+}
+
+// callerGaveUp reports whether the entry's error is a cancellation or an
+// expired deadline of the caller's context, as in the etcd client's
+// "retrying of unary invoker failed" when a read is cancelled: the caller
+// knows and reports it, so it is not a warning of etcd's.
+func callerGaveUp(fields []zapcore.Field) bool {
+	for _, f := range fields {
+		err, ok := f.Interface.(error)
+		if f.Type != zapcore.ErrorType || !ok {
+			continue
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return true
+		}
+		// The etcd client's errors are gRPC statuses, which do not wrap the
+		// context's errors.
+		if c := status.Code(err); c == codes.Canceled || c == codes.DeadlineExceeded {
+			return true
+		}
+	}
+	return false
 }
 
 func (c slogCore) Sync() error { return nil }

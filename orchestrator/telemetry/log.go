@@ -13,12 +13,25 @@ import (
 // that carries a valid span gets the trace_id and span_id attributes, so
 // logs and traces can be joined. Under a logger's WithGroup the two ids land
 // inside the group, like any other attribute of the record.
+//
+// In JSON, durations are written as Go duration strings ("1.5s", "250ms")
+// instead of slog's integer nanoseconds; the text format already does so.
 func NewLogHandler(w io.Writer, format string, level slog.Leveler) slog.Handler {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
+		opts.ReplaceAttr = ReadableDuration
 		return traceHandler{slog.NewJSONHandler(w, opts)}
 	}
 	return traceHandler{slog.NewTextHandler(w, opts)}
+}
+
+// ReadableDuration is a slog ReplaceAttr function that writes durations as
+// strings such as "15s" or "1m30s".
+func ReadableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // traceHandler adds the context's trace and span ids to each record.

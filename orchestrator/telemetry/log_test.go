@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -100,5 +101,23 @@ func TestLogHandlerGroup(t *testing.T) {
 	g, _ := got["g"].(map[string]any)
 	if g["trace_id"] != sc.TraceID().String() {
 		t.Errorf("grouped record = %s, want trace_id inside group g", buf.Bytes())
+	}
+}
+
+func TestLogHandlerJSONDurationsReadable(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(NewLogHandler(&buf, "json", slog.LevelInfo))
+	log.Info("reopening", "retry_in", 1500*time.Millisecond, slog.Group("lease", "ttl", 30*time.Second))
+	var rec struct {
+		RetryIn string `json:"retry_in"`
+		Lease   struct {
+			TTL string `json:"ttl"`
+		} `json:"lease"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("log %q: %v", buf.String(), err)
+	}
+	if rec.RetryIn != "1.5s" || rec.Lease.TTL != "30s" {
+		t.Errorf("durations logged as %q and %q, want \"1.5s\" and \"30s\": %s", rec.RetryIn, rec.Lease.TTL, buf.String())
 	}
 }

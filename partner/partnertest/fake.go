@@ -48,6 +48,30 @@ type Options struct {
 	TokenLifetime time.Duration
 	// Now is the fake's clock, for token expiry and timestamps; default time.Now.
 	Now func() time.Time
+	// ConnectorShape is how connectors are written: ConnectorShapeUUID (the default) or
+	// ConnectorShapeInteger.
+	ConnectorShape ConnectorShape
+}
+
+// ConnectorShape is the JSON shape of a connector's identity; the Partner API's is not
+// documented, so the fake serves either.
+type ConnectorShape string
+
+const (
+	// ConnectorShapeUUID writes {"id": "<uuid>", ...}, as the seed documents show.
+	ConnectorShapeUUID ConnectorShape = "uuid"
+	// ConnectorShapeInteger writes {"id": 123, "uuid": "<uuid>", ...}, the Customer API's shape;
+	// the integer is the connector's serial number (Name).
+	ConnectorShapeInteger ConnectorShape = "integer"
+)
+
+// ParseConnectorShape returns the shape named s ("uuid" or "integer").
+func ParseConnectorShape(s string) (ConnectorShape, error) {
+	switch ConnectorShape(s) {
+	case ConnectorShapeUUID, ConnectorShapeInteger:
+		return ConnectorShape(s), nil
+	}
+	return "", fmt.Errorf("want %s or %s, got %q", ConnectorShapeUUID, ConnectorShapeInteger, s)
 }
 
 // SessionBackend is what the fake openOBD server provides so the openOBD session endpoints stay
@@ -97,6 +121,9 @@ func New(opts Options) *Fake {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ConnectorShape == "" {
+		opts.ConnectorShape = ConnectorShapeUUID
 	}
 	f := &Fake{
 		opts:           opts,
@@ -205,6 +232,14 @@ func (f *Fake) addConnectorLocked(c partner.Connector, rnd func() uint64) (partn
 	}
 	if c.VINNumber == nil {
 		c.VINNumber = ptr(newVIN(rnd))
+	}
+	if !c.HasNumber {
+		// The serial number, when it is one, else the connector's position.
+		n, err := strconv.ParseInt(c.Name, 10, 64)
+		if err != nil || n <= 0 {
+			n = int64(len(f.connectorOrder) + 1)
+		}
+		c.Number, c.HasNumber = n, true
 	}
 	f.connectors[c.ID] = c
 	f.connectorOrder = append(f.connectorOrder, c.ID)

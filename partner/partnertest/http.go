@@ -398,25 +398,45 @@ func (f *Fake) listConnectors(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	ids := window(f.connectorOrder, q.offset, q.limit)
-	page := make([]partner.Connector, len(ids))
+	page := make([]any, len(ids))
 	for i, id := range ids {
-		page[i] = f.connectors[id]
+		page[i] = f.connectorJSON(f.connectors[id])
 	}
 	total := len(f.connectorOrder)
 	f.mu.Unlock()
-	writeJSON(w, http.StatusOK, envelope[partner.Connector]{Query: q.echo, Result: page, Total: total})
+	writeJSON(w, http.StatusOK, envelope[any]{Query: q.echo, Result: page, Total: total})
 }
 
 func (f *Fake) getConnector(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	f.mu.Lock()
 	c, ok := f.connectors[id]
+	if !ok && f.opts.ConnectorShape == ConnectorShapeInteger {
+		for _, cid := range f.connectorOrder { // by the integer id of this shape
+			if strconv.FormatInt(f.connectors[cid].Number, 10) == id {
+				c, ok = f.connectors[cid], true
+				break
+			}
+		}
+	}
 	f.mu.Unlock()
 	if !ok {
 		writeProblem(w, http.StatusNotFound, fmt.Sprintf("connector %q not found", id))
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, f.connectorJSON(c))
+}
+
+// connectorJSON is c in the fake's connector shape.
+func (f *Fake) connectorJSON(c partner.Connector) any {
+	if f.opts.ConnectorShape != ConnectorShapeInteger {
+		return c
+	}
+	return struct {
+		partner.Connector
+		ID   int64  `json:"id"` // shadows the embedded UUID id
+		UUID string `json:"uuid"`
+	}{Connector: c, ID: c.Number, UUID: c.ID}
 }
 
 // sessionJSON is a session as Jifeline writes it, created_at without a colon in the offset.

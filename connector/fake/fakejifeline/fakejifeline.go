@@ -18,10 +18,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/obdorch/obdorch/connector/fake"
 	"github.com/obdorch/obdorch/partner"
@@ -60,6 +64,10 @@ type Options struct {
 	// Partner configures the Partner API fake; its credentials are set by
 	// Start.
 	Partner partnertest.Options
+	// TLS serves openOBD over TLS with a certificate generated at start
+	// (Env.Certificate) for localhost, 127.0.0.1, ::1 and the listen host,
+	// as Jifeline serves it; otherwise openOBD is plaintext.
+	TLS bool
 	// Logger receives the environment's and the openOBD fake's logs (unless
 	// OpenOBD.Logger is set); default discards.
 	Logger *slog.Logger
@@ -73,6 +81,10 @@ type Env struct {
 	Partner *partnertest.Fake
 	// OpenOBDAddr is the host:port of the openOBD gRPC services.
 	OpenOBDAddr string
+	// Certificate is the openOBD server's certificate and its CA when
+	// Options.TLS is set, nil otherwise. Clients trust Certificate.RootCAs()
+	// or Certificate.CAPEM.
+	Certificate *fake.Certificate
 	// PartnerURL is the base URL of the Partner API, e.g. "http://127.0.0.1:17002".
 	PartnerURL string
 	// SteeringURL is the base URL of the openOBD steering handler.
@@ -121,6 +133,19 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		return nil, fmt.Errorf("fakejifeline: Partner API listener: %w", err)
 	}
 
+	var (
+		cert       *fake.Certificate
+		serverOpts []grpc.ServerOption
+	)
+	if opts.TLS {
+		cert, err = fake.NewCertificate(certificateHosts(grpcLis.Addr())...)
+		if err != nil {
+			_, _ = grpcLis.Close(), httpLis.Close()
+			return nil, fmt.Errorf("fakejifeline: %w", err)
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(cert.ServerConfig())))
+	}
+
 	fo := opts.OpenOBD
 	fo.ClientID, fo.ClientSecret = opts.ClientID, opts.ClientSecret
 	fo.Directory = NewDirectory(p)
@@ -143,6 +168,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		OpenOBD:      o,
 		Partner:      p,
 		OpenOBDAddr:  grpcLis.Addr().String(),
+		Certificate:  cert,
 		PartnerURL:   partnerURL,
 		SteeringURL:  partnerURL + SteeringPrefix,
 		ClientID:     opts.ClientID,
@@ -156,7 +182,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Go(func() {
-		if err := o.Serve(ctx, grpcLis); err != nil {
+		if err := o.Serve(ctx, grpcLis, serverOpts...); err != nil {
 			errc <- fmt.Errorf("fakejifeline: openOBD: %w", err)
 		}
 		cancel()
@@ -182,8 +208,21 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		e.err = <-errc
 		close(e.done)
 	}()
-	opts.Logger.Info("fake Jifeline started", "openobd_addr", e.OpenOBDAddr, "partner_url", e.PartnerURL, "tickets", len(tickets))
+	opts.Logger.Info("fake Jifeline started", "openobd_addr", e.OpenOBDAddr, "openobd_tls", opts.TLS, "partner_url", e.PartnerURL, "tickets", len(tickets))
 	return e, nil
+}
+
+// certificateHosts are the names a TLS client may use for the openOBD
+// listener at addr: the loopback names and the listen host itself.
+func certificateHosts(addr net.Addr) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && !tcp.IP.IsUnspecified() {
+		hosts = append(hosts, tcp.IP.String())
+	}
+	if name, err := os.Hostname(); err == nil && name != "" && name != "localhost" {
+		hosts = append(hosts, name)
+	}
+	return hosts
 }
 
 // Done is closed when the environment has stopped: its context ended, Close
