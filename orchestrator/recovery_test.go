@@ -31,7 +31,7 @@ func (w *world) openOBDClient(t *testing.T) *connector.Client {
 	t.Helper()
 	host, port := splitHostPort(t, w.jf.OpenOBDAddr)
 	oc, err := connector.New(connector.Config{
-		ClientID: w.jf.ClientID, ClientSecret: w.jf.ClientSecret, Host: host, Port: port, Insecure: true, Logger: quiet,
+		ClientID: w.jf.ClientID, ClientSecret: w.jf.ClientSecret, Host: host, Port: port, RootCAs: w.jf.Certificate.RootCAs(), Logger: quiet,
 	})
 	if err != nil {
 		t.Fatalf("connector.New: %v", err)
