@@ -167,7 +167,12 @@ type stallWatch struct {
 
 func newStallWatch(timeout time.Duration, onStall func()) *stallWatch {
 	w := &stallWatch{timeout: timeout, epoch: time.Now()}
+	// A short timeout on a busy machine can fire before AfterFunc returns:
+	// the wake-up waits until w.timer is set.
+	armed := make(chan struct{})
+	defer close(armed)
 	w.timer = time.AfterFunc(timeout, func() {
+		<-armed
 		if w.stopped.Load() {
 			return
 		}
