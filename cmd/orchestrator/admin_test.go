@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -135,6 +136,30 @@ func TestAdminMetricsAfterADemoSession(t *testing.T) {
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "SERVING", "/debug/pprof/": "goroutine", "/": "obdorch sessions"} {
 		if code, body := get(path); code != 200 || !strings.Contains(body, want) {
 			t.Errorf("GET %s = %d, want 200 containing %q", path, code, want)
+		}
+	}
+}
+
+func TestAdminListenFollowsTheTransportRule(t *testing.T) {
+	creds := []string{"--client-id", "id", "--client-secret", "secret"}
+	tests := []struct {
+		args    []string
+		wantErr bool
+	}{
+		{[]string{"--admin-listen", "0.0.0.0:7601"}, true},
+		{[]string{"--admin-listen", "0.0.0.0:7601", "--insecure", "--listen", "127.0.0.1:7600"}, false},
+		{[]string{"--admin-listen", "localhost:7601"}, false},
+		{[]string{"--admin-listen", ""}, false},
+		{[]string{"--admin-listen", "nope"}, true},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		_, err := parseConfig(append(tt.args, creds...), env(nil), &stderr)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("parseConfig(%q) = %v, want error: %v", tt.args, err, tt.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--admin-listen") {
+			t.Errorf("parseConfig(%q) = %v, want it to name --admin-listen", tt.args, err)
 		}
 	}
 }
