@@ -96,6 +96,9 @@ func (o *Orchestrator) followStore(ctx context.Context) {
 				}
 				if ev.Record != nil {
 					o.records.put(ev.Record)
+					if ev.Record.State == session.StateReady {
+						o.notifyReady() // AcquireSession forwarded to another replica waits on it
+					}
 				}
 			}
 		}

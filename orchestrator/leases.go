@@ -52,6 +52,9 @@ func (o *Orchestrator) AcquireSession(ctx context.Context, req AcquireRequest) (
 		if err != nil || ok {
 			return got, err
 		}
+		if req.NoWait {
+			return Acquired{}, fmt.Errorf("%w here now", ErrNoSession)
+		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -114,7 +117,7 @@ func (o *Orchestrator) renewLease(ctx context.Context, req AcquireRequest) (Acqu
 	if held == nil {
 		for _, r := range o.records.live() {
 			if r.Lease != nil && subtle.ConstantTimeCompare([]byte(r.Lease.ID), []byte(req.RenewLeaseID)) == 1 {
-				return Acquired{}, &NotOwnerError{SessionID: r.ID, Owner: r.Owner}
+				return Acquired{}, o.notOwner(ctx, r.ID, r.Owner)
 			}
 		}
 		return Acquired{}, fmt.Errorf("%w: no session holds lease %s…", ErrWrongLease, prefix(req.RenewLeaseID))
@@ -177,7 +180,7 @@ func (o *Orchestrator) notHere(ctx context.Context, id string) error {
 	if !rec.State.Live() {
 		return notLive(rec)
 	}
-	return &NotOwnerError{SessionID: id, Owner: rec.Owner}
+	return o.notOwner(ctx, id, rec.Owner)
 }
 
 type leaseMatch int

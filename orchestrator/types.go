@@ -69,6 +69,9 @@ type AcquireRequest struct {
 	TTL time.Duration
 	// RenewLeaseID renews an existing lease instead of acquiring a session.
 	RenewLeaseID string
+	// NoWait answers ErrNoSession at once when no session attached here
+	// matches, instead of waiting for one.
+	NoWait bool
 }
 
 // Acquired is a session leased to a runner.

@@ -20,7 +20,7 @@ import (
 )
 
 // Role is what a bearer token allows. Each role includes the ones below it:
-// viewer < runner < admin.
+// viewer < runner < admin < replica.
 type Role int
 
 // The roles, weakest first.
@@ -33,6 +33,11 @@ const (
 	// RoleAdmin may do everything, including StartSession and
 	// InterruptSession.
 	RoleAdmin
+	// RoleReplica is another replica of the same cluster. It may call
+	// everything, and it alone may forward a call on behalf of a caller
+	// (whose role the forwarding replica checked) by naming that caller in
+	// the x-obdorch-forwarded-for header.
+	RoleReplica
 )
 
 // String returns the role's name as written in token files.
@@ -44,18 +49,20 @@ func (r Role) String() string {
 		return "runner"
 	case RoleAdmin:
 		return "admin"
+	case RoleReplica:
+		return "replica"
 	}
 	return fmt.Sprintf("Role(%d)", int(r))
 }
 
-// ParseRole parses "viewer", "runner" or "admin".
+// ParseRole parses "viewer", "runner", "admin" or "replica".
 func ParseRole(s string) (Role, error) {
-	for _, r := range []Role{RoleViewer, RoleRunner, RoleAdmin} {
+	for _, r := range []Role{RoleViewer, RoleRunner, RoleAdmin, RoleReplica} {
 		if s == r.String() {
 			return r, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown role %q (want viewer, runner or admin)", s)
+	return 0, fmt.Errorf("unknown role %q (want viewer, runner, admin or replica)", s)
 }
 
 // methodRoles is the least role each OrchestratorService method needs. A
@@ -128,7 +135,7 @@ func (t *Tokens) add(token, role, name string) error {
 	}
 	r, err := ParseRole(role)
 	if err != nil {
-		return errors.New("unknown role in the second field (want viewer, runner or admin)")
+		return errors.New("unknown role in the second field (want viewer, runner, admin or replica)")
 	}
 	switch {
 	case name == "":
@@ -144,11 +151,24 @@ func (t *Tokens) add(token, role, name string) error {
 	return nil
 }
 
+// AddReplicaToken accepts token as the token of role replica, named
+// "replica": the shared replica token every replica of a cluster presents to
+// the others when it forwards a call.
+func (t *Tokens) AddReplicaToken(token string) error {
+	if err := t.add(token, RoleReplica.String(), "replica"); err != nil {
+		return fmt.Errorf("replica token: %w", err)
+	}
+	return nil
+}
+
+// NewTokens returns an empty token set, to fill with AddReplicaToken.
+func NewTokens() *Tokens { return &Tokens{byDigest: map[[sha256.Size]byte]Principal{}} }
+
 // LoadTokens reads a token file: one token per line as
 //
 //	<token> <role> <name>
 //
-// separated by blanks, where role is viewer, runner or admin and name is
+// separated by blanks, where role is viewer, runner, admin or replica and name is
 // recorded as the actor of what the caller does. Blank lines and lines
 // starting with # are ignored. Tokens are at least 16 printable ASCII
 // characters, each used once; a name may have several tokens (rotation).
@@ -222,7 +242,9 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 //     WatchSessions;
 //   - runner: the viewer's methods and AcquireSession, ConfigureBus,
 //     Exchange, Send, FinishSession;
-//   - admin: all of them, including StartSession and InterruptSession.
+//   - admin: all of them, including StartSession and InterruptSession;
+//   - replica: all of them, and only a replica may name the caller it
+//     forwards a call for (see ForwardInterceptors).
 //
 // A missing, malformed or unknown token is UNAUTHENTICATED (the message never
 // repeats the token); a role too weak for the method, or a method not in the

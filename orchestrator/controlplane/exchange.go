@@ -56,6 +56,9 @@ func (s *Service) Exchange(stream grpc.BidiStreamingServer[orchestratorv1.Exchan
 	defer stopDrain()
 
 	ch, rec, err := s.core.OpenChannel(ctx, open.GetSessionId(), open.GetLeaseId(), spec)
+	if owner, ok := s.ownerOf(ctx, err); ok {
+		return s.proxyExchange(ctx, cancel, owner, first, stream)
+	}
 	if err != nil {
 		return toStatus(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
@@ -50,6 +51,14 @@ type Options struct {
 	StallTimeout time.Duration
 	// Logger receives the service's logs.
 	Logger *slog.Logger
+	// Forwarder, when set, sends calls that need a session another replica
+	// holds to that replica, and lets AcquireSession lease READY sessions
+	// held by any replica. Nil serves every call locally.
+	Forwarder *Forwarder
+	// AcquireMaxWait bounds how long AcquireSession waits for a READY
+	// session on any replica when the caller set no shorter deadline
+	// (default 60 s; with no Forwarder the core's own bound applies).
+	AcquireMaxWait time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -61,6 +70,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AcquireMaxWait <= 0 {
+		o.AcquireMaxWait = time.Minute
 	}
 	return o
 }
@@ -245,15 +257,33 @@ func (s *Service) AcquireSession(ctx context.Context, req *orchestratorv1.Acquir
 		}
 		acq.TTL = ttl
 	}
+	if acq.RenewLeaseID == "" && s.opts.Forwarder != nil {
+		if isForwarded(ctx) {
+			// Another replica saw a session here READY: lease it or say
+			// at once that it is gone.
+			acq.NoWait = true
+		} else {
+			return s.acquireAnywhere(ctx, acq, req)
+		}
+	}
 	got, err := s.core.AcquireSession(ctx, acq)
+	if owner, ok := s.ownerOf(ctx, err); ok {
+		return forwardUnary(ctx, s.opts.Forwarder, owner, func(ctx context.Context, c orchestratorv1.OrchestratorServiceClient, opts ...grpc.CallOption) (*orchestratorv1.AcquireSessionResponse, error) {
+			return c.AcquireSession(ctx, req, opts...)
+		})
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	return acquiredToProto(got), nil
+}
+
+func acquiredToProto(got orchestrator.Acquired) *orchestratorv1.AcquireSessionResponse {
 	return &orchestratorv1.AcquireSessionResponse{
 		Session:    sessionToProto(got.Session),
 		LeaseId:    got.LeaseID,
 		ExpireTime: timestamppb.New(got.ExpireAt),
-	}, nil
+	}
 }
 
 // ConfigureBus implements OrchestratorService.
@@ -273,6 +303,11 @@ func (s *Service) ConfigureBus(ctx context.Context, req *orchestratorv1.Configur
 		configure = s.core.ValidateConfigureBus
 	}
 	rec, err := configure(ctx, req.GetSessionId(), req.GetLeaseId(), buses)
+	if owner, ok := s.ownerOf(ctx, err); ok {
+		return forwardUnary(ctx, s.opts.Forwarder, owner, func(ctx context.Context, c orchestratorv1.OrchestratorServiceClient, opts ...grpc.CallOption) (*orchestratorv1.ConfigureBusResponse, error) {
+			return c.ConfigureBus(ctx, req, opts...)
+		})
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -296,6 +331,11 @@ func (s *Service) Send(ctx context.Context, req *orchestratorv1.SendRequest) (*o
 		return nil, err
 	}
 	resp, err := s.core.Send(ctx, req.GetSessionId(), req.GetLeaseId(), ch, r)
+	if owner, ok := s.ownerOf(ctx, err); ok {
+		return forwardUnary(ctx, s.opts.Forwarder, owner, func(ctx context.Context, c orchestratorv1.OrchestratorServiceClient, opts ...grpc.CallOption) (*orchestratorv1.SendResponse, error) {
+			return c.Send(ctx, req, opts...)
+		})
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -314,6 +354,11 @@ func (s *Service) FinishSession(ctx context.Context, req *orchestratorv1.FinishS
 		return nil, err
 	}
 	rec, err := s.core.FinishSession(ctx, req.GetSessionId(), req.GetLeaseId(), resultFromProto(req.GetResult()))
+	if owner, ok := s.ownerOf(ctx, err); ok {
+		return forwardUnary(ctx, s.opts.Forwarder, owner, func(ctx context.Context, c orchestratorv1.OrchestratorServiceClient, opts ...grpc.CallOption) (*orchestratorv1.FinishSessionResponse, error) {
+			return c.FinishSession(ctx, req, opts...)
+		})
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -332,6 +377,11 @@ func (s *Service) InterruptSession(ctx context.Context, req *orchestratorv1.Inte
 		return nil, fieldError("reason", "longer than %d characters", maxReasonLen)
 	}
 	rec, err := s.core.InterruptSession(ctx, req.GetSessionId(), callerName(ctx), req.GetReason())
+	if owner, ok := s.ownerOf(ctx, err); ok {
+		return forwardUnary(ctx, s.opts.Forwarder, owner, func(ctx context.Context, c orchestratorv1.OrchestratorServiceClient, opts ...grpc.CallOption) (*orchestratorv1.InterruptSessionResponse, error) {
+			return c.InterruptSession(ctx, req, opts...)
+		})
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -18,6 +18,7 @@
 //	requests/<requestID>          JSON Claim of the session the request created
 //	latest/tickets/<ticketID>     id of the newest session created for the ticket
 //	holds/tickets/<ticketID>      JSON Hold: intake leaves the ticket alone
+//	replicas/<name>               JSON Replica (advertised address), bound to the replica's lease
 //
 // The live keys are not bound to a lease: when a replica dies, its claims go
 // with its lease, but its sessions stay live, and no new session can start
@@ -40,6 +41,11 @@
 // whose owner is gone (ClaimOf reports no replica), and then watching from
 // the listed revision on. To end a session it cannot resume, it adopts the
 // session and updates it to a final state.
+//
+// Each running replica registers its control-plane address under
+// replicas/<name> (Register), bound to its lease like its claims; the other
+// replicas read it (ReplicaAddress) to forward calls that need the live
+// openOBD session to the session's owner.
 //
 // Ticket and connector ids are fixed when a record is created. Replica names
 // must be unique among running processes: a Store adopts the sessions of an

@@ -1,0 +1,44 @@
+package store_test
+
+import (
+	"testing"
+)
+
+func TestRegistry(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	a := openStore(t, testConfig(t, "a"))
+	b := openStore(t, testConfig(t, "b"))
+
+	if addr, ok, err := b.ReplicaAddress(ctx, "a"); err != nil || ok {
+		t.Fatalf("ReplicaAddress(a) before Register = %q, %v, %v; want not found", addr, ok, err)
+	}
+	if err := a.Register(ctx, "10.0.0.1:7600"); err != nil {
+		t.Fatalf("Register = %v", err)
+	}
+	if addr, ok, err := b.ReplicaAddress(ctx, "a"); err != nil || !ok || addr != "10.0.0.1:7600" {
+		t.Errorf("ReplicaAddress(a) = %q, %v, %v; want 10.0.0.1:7600, true, nil", addr, ok, err)
+	}
+	if err := a.Register(ctx, "10.0.0.2:7600"); err != nil {
+		t.Fatalf("Register again = %v", err)
+	}
+	if addr, _, _ := b.ReplicaAddress(ctx, "a"); addr != "10.0.0.2:7600" {
+		t.Errorf("ReplicaAddress(a) after a new Register = %q, want 10.0.0.2:7600", addr)
+	}
+	if err := a.Register(ctx, ""); err == nil {
+		t.Error("Register(\"\") = nil, want an error")
+	}
+
+	// The entry is bound to the lease: it goes when the lease does.
+	raw := rawClient(t, endpoints)
+	resp, err := raw.Get(ctx, testPrefix(t)+"replicas/a")
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease != int64(a.LeaseID()) {
+		t.Fatalf("registry key = %v, %v; want one key on lease %x", resp.Kvs, err, a.LeaseID())
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if addr, ok, err := b.ReplicaAddress(ctx, "a"); err != nil || ok {
+		t.Errorf("ReplicaAddress(a) after Close = %q, %v, %v; want not found", addr, ok, err)
+	}
+}
