@@ -89,6 +89,7 @@ func (o *Orchestrator) followStore(ctx context.Context) {
 		recs, rev, err := o.store.ListLive(ctx)
 		if err == nil {
 			o.records.reset(recs, rev)
+			o.notifyReady()
 			for ev, werr := range o.store.Watch(ctx, rev+1, store.Filter{}) {
 				if werr != nil {
 					err = werr

@@ -76,11 +76,20 @@ type replica struct {
 	lis    *bufconn.Listener
 	conn   *grpc.ClientConn
 	once   sync.Once
+	fwd    *controlplane.Forwarder
+	// addr is the replica's TCP control-plane address, when it has one.
+	addr string
 }
 
 type replicaOptions struct {
 	cfg     orchestrator.Config
 	svcOpts controlplane.Options
+	// replicaToken makes the replica one of a cluster: it also serves its
+	// control plane on a loopback TCP port, registers that address in the
+	// store and forwards calls to the other replicas with this token.
+	replicaToken string
+	// tokens turn authentication on.
+	tokens *controlplane.Tokens
 }
 
 func (w *world) startReplica(name string, o replicaOptions) *replica {
@@ -122,14 +131,40 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 	if err != nil {
 		t.Fatalf("orchestrator.New: %v", err)
 	}
-	svc := controlplane.NewService(core, o.svcOpts)
-	srv := controlplane.NewServer(svc, controlplane.ServerOptions{})
+	svcOpts := o.svcOpts
+	var srvOpts controlplane.ServerOptions
+	if o.tokens != nil {
+		unary, stream := controlplane.AuthInterceptors(o.tokens)
+		srvOpts.Unary, srvOpts.Stream = append(srvOpts.Unary, unary), append(srvOpts.Stream, stream)
+	}
+	var fwd *controlplane.Forwarder
+	if o.replicaToken != "" {
+		if fwd, err = controlplane.NewForwarder(controlplane.ForwardOptions{Replica: name, Token: o.replicaToken, Registry: st}); err != nil {
+			t.Fatalf("NewForwarder: %v", err)
+		}
+		svcOpts.Forwarder = fwd
+		unary, stream := fwd.ForwardInterceptors()
+		srvOpts.Unary, srvOpts.Stream = append(srvOpts.Unary, unary), append(srvOpts.Stream, stream)
+	}
+	svc := controlplane.NewService(core, svcOpts)
+	srv := controlplane.NewServer(svc, srvOpts)
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = srv.Serve(lis) }()
 	cctx, cancel := context.WithCancel(ctx)
 	r := &replica{
 		w: w, name: name, store: st, core: core, oc: oc, pc: pc,
-		cancel: cancel, done: make(chan struct{}), srv: srv, lis: lis,
+		cancel: cancel, done: make(chan struct{}), srv: srv, lis: lis, fwd: fwd,
+	}
+	if fwd != nil {
+		tcp, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("listen: %v", err)
+		}
+		go func() { _ = srv.Serve(tcp) }()
+		r.addr = tcp.Addr().String()
+		if err := st.Register(ctx, r.addr); err != nil {
+			t.Fatalf("Register: %v", err)
+		}
 	}
 	r.conn = r.dial()
 	r.client = orchestratorv1.NewOrchestratorServiceClient(r.conn)
@@ -168,6 +203,9 @@ func (r *replica) crash() { r.shutdown(false) }
 func (r *replica) shutdown(clean bool) {
 	r.once.Do(func() {
 		r.srv.Stop()
+		if r.fwd != nil {
+			_ = r.fwd.Close()
+		}
 		_ = r.conn.Close()
 		r.cancel()
 		<-r.done
