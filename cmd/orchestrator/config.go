@@ -72,6 +72,7 @@ type config struct {
 	demoTickets int
 
 	adminConfig
+	clusterConfig
 }
 
 // flagGroup orders the help output.
@@ -84,6 +85,7 @@ var flagGroups = []flagGroup{
 	{"Control plane", []string{"listen", "tls-cert", "tls-key", "client-ca", "insecure", "auth-tokens", "shutdown-grace"}},
 	{"Admin", []string{"admin-listen"}},
 	{"Store", []string{"data-dir", "etcd-endpoints", "replica"}},
+	{"Cluster (several replicas on one etcd)", clusterFlags},
 	{"openOBD", []string{"openobd-host", "openobd-port", "client-id", "client-secret", "cluster-id", "openobd-insecure", "openobd-ca"}},
 	{"Partner API", []string{"partner-url", "ticket-write"}},
 	{"Intake", []string{"intake-state", "intake-externally-processed", "resync-interval", "workers"}},
@@ -161,6 +163,7 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.demo, "demo", false, "run against an in-process fake Jifeline with demo tickets, store in a temporary directory")
 	fs.IntVar(&c.demoTickets, "demo-tickets", 3, "pending tickets in demo mode")
 	c.addAdminFlags(fs)
+	c.addClusterFlags(fs)
 }
 
 // parseConfig parses args over the environment and validates the result.
@@ -262,6 +265,9 @@ func (c *config) validate() error {
 		}
 	}
 	if err := c.validateAdmin(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateCluster(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.shutdownFor <= 0 {

@@ -98,6 +98,11 @@ func serverOptions(cfg *config, getenv func(string) string, log *slog.Logger) (c
 		return opts, err
 	}
 	if tokens != nil {
+		if cfg.replicaToken != "" {
+			if err := tokens.AddReplicaToken(cfg.replicaToken); err != nil {
+				return opts, fmt.Errorf("--replica-token: %w", err)
+			}
+		}
 		unary, stream := controlplane.AuthInterceptors(tokens)
 		opts.Unary = append(opts.Unary, unary)
 		opts.Stream = append(opts.Stream, stream)
@@ -135,11 +140,25 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 	defer pc.CloseIdleConnections()
 	defer oc.Close()
 
+	fwd, err := newForwarder(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	if fwd != nil {
+		defer fwd.Close()
+		unary, stream := fwd.ForwardInterceptors()
+		srvOpts.Unary, srvOpts.Stream = append(srvOpts.Unary, unary), append(srvOpts.Stream, stream)
+	}
+
 	lis, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	p, err := newParts(cfg, log, st, pc, oc, srvOpts)
+	if err := register(ctx, cfg, st, lis.Addr()); err != nil {
+		lis.Close()
+		return err
+	}
+	p, err := newParts(cfg, log, st, pc, oc, srvOpts, fwd)
 	if err != nil {
 		lis.Close()
 		return err
@@ -225,7 +244,12 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger) (*store.Store
 		closers = append(closers, func() { _ = emb.Close() })
 		endpoints = emb.Endpoints()
 	}
-	st, err := store.Open(ctx, store.Config{Endpoints: endpoints, Replica: cfg.replica, Logger: log.With("component", "store")})
+	sc := store.Config{Endpoints: endpoints, Replica: cfg.replica, Logger: log.With("component", "store")}
+	if err := cfg.etcdSecurity(&sc); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, sc)
 	if err != nil {
 		closeAll()
 		return nil, nil, fmt.Errorf("open store: %w", err)
@@ -286,7 +310,7 @@ type parts struct {
 
 // newParts builds the core and the control-plane server over it; health
 // follows the core's view of its dependencies.
-func newParts(cfg *config, log *slog.Logger, st *store.Store, pc *partner.Client, oc *connector.Client, srvOpts controlplane.ServerOptions) (*parts, error) {
+func newParts(cfg *config, log *slog.Logger, st *store.Store, pc *partner.Client, oc *connector.Client, srvOpts controlplane.ServerOptions, fwd *controlplane.Forwarder) (*parts, error) {
 	p := &parts{stopCore: func() error { return nil }}
 	processed, anyProcessed := cfg.intakeProcessedFilter()
 	core, err := orchestrator.New(orchestrator.Config{
@@ -313,7 +337,7 @@ func newParts(cfg *config, log *slog.Logger, st *store.Store, pc *partner.Client
 		return nil, err
 	}
 	p.core = core
-	p.svc = controlplane.NewService(core, controlplane.Options{Logger: log.With("component", "control-plane")})
+	p.svc = controlplane.NewService(core, controlplane.Options{Logger: log.With("component", "control-plane"), Forwarder: fwd, AcquireMaxWait: time.Minute})
 	p.srv = controlplane.NewServer(p.svc, srvOpts)
 	return p, nil
 }

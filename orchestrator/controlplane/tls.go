@@ -60,3 +60,28 @@ func ServerTLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error
 }
 
 var errNoCertificates = errors.New("no PEM certificate found")
+
+// ReplicaClientTLSConfig is the TLS configuration a replica uses to call
+// the other replicas' control planes: it presents its own control-plane
+// certificate (so replicas that require client certificates accept it) and
+// verifies theirs against caFile, or the system roots when caFile is empty.
+// Errors name the file that failed.
+func ReplicaClientTLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls certificate %s with key %s: %w", certFile, keyFile, err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if caFile != "" {
+		caPEM, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, fmt.Errorf("tls CA %s: %w", caFile, errNoCertificates)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}

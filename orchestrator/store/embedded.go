@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"google.golang.org/grpc"
 )
@@ -40,6 +41,20 @@ type EmbeddedConfig struct {
 	// UnsafeNoFsync skips fsync: much faster writes, but a power failure may
 	// lose or corrupt data. For tests only.
 	UnsafeNoFsync bool
+	// TLS, when set, serves clients over TLS on a loopback TCP port the
+	// system picks instead of the private unix socket. Tests use it to
+	// stand for a secured external etcd.
+	TLS *EmbeddedTLS
+}
+
+// EmbeddedTLS are the PEM files of an embedded server that serves TLS.
+type EmbeddedTLS struct {
+	// CertFile and KeyFile are the server's certificate (valid for
+	// 127.0.0.1) and key. Required.
+	CertFile, KeyFile string
+	// ClientCAFile, when set, makes the server require client certificates
+	// that chain to it.
+	ClientCAFile string
 }
 
 // Embedded is a single-node etcd server running in this process.
@@ -120,6 +135,16 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *Embedded, err er
 	ecfg.Dir = dir
 	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapLogger(cfg.Logger, &e.closing))
 	client := url.URL{Scheme: "unix", Path: sock}
+	if t := cfg.TLS; t != nil {
+		if t.CertFile == "" || t.KeyFile == "" {
+			return nil, errors.New("store: EmbeddedConfig.TLS: CertFile and KeyFile are required")
+		}
+		client = url.URL{Scheme: "https", Host: "127.0.0.1:0"}
+		ecfg.ClientTLSInfo = transport.TLSInfo{
+			CertFile: t.CertFile, KeyFile: t.KeyFile,
+			TrustedCAFile: t.ClientCAFile, ClientCertAuth: t.ClientCAFile != "",
+		}
+	}
 	peer := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
 	ecfg.ListenClientUrls, ecfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	ecfg.ListenPeerUrls, ecfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
@@ -146,6 +171,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *Embedded, err er
 		return nil, fmt.Errorf("store: start embedded etcd: %w", err)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("store: start embedded etcd: %w", context.Cause(ctx))
+	}
+	if cfg.TLS != nil {
+		client.Host = e.etcd.Clients[0].Addr().String() // the port the system picked
 	}
 	e.endpoints = []string{client.String()}
 	return e, nil
