@@ -170,6 +170,17 @@ func TestForwardToOwner(t *testing.T) {
 	if got.GetSession().GetId() != third.GetId() || got.GetLeaseId() == held.GetLeaseId() || got.GetSession().GetLease().GetHolder() != "runner-2" {
 		t.Errorf("AcquireSession on b = %s with lease held by %q, want %s with a new lease for runner-2", got.GetSession().GetId(), got.GetSession().GetLease().GetHolder(), third.GetId())
 	}
+
+	// The owner ending an Exchange ends the stream through b with the
+	// owner's status: an engineer interrupts the session on a.
+	ex = openExchange(as(ctx, runner2Token), t, b.client, got, ecuChannel(engineRequestID))
+	wantVIN(t, "Exchange through b", ex.roundTrip(0, readVIN, 0), third.GetVin())
+	if _, err := a.client.InterruptSession(admin, &orchestratorv1.InterruptSessionRequest{SessionId: third.GetId(), Reason: "bay closed"}); err != nil {
+		t.Fatalf("InterruptSession on a = %v", err)
+	}
+	if _, err := ex.s.Recv(); status.Code(err) != codes.Aborted {
+		t.Errorf("Exchange through b after an interrupt on a ended with %v, want ABORTED", err)
+	}
 }
 
 // TestForwardedIdentityWithoutAuth: with authentication off, only a call
