@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/obdorch/obdorch/orchestrator/store"
 )
 
@@ -177,4 +179,66 @@ func newTestPKI(t *testing.T, dir string) testPKI {
 	p.serverCert, p.serverKey = leaf(2, "server", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
 	p.clientCert, p.clientKey = leaf(3, "client", x509.ExtKeyUsageClientAuth, nil)
 	return p
+}
+
+// TestStoreWithEtcdCredentials opens the store as an etcd user limited to
+// the orchestrator's prefix, with the password from a file; a wrong
+// password is refused.
+func TestStoreWithEtcdCredentials(t *testing.T) {
+	dir := t.TempDir()
+	emb, err := store.StartEmbedded(t.Context(), store.EmbeddedConfig{Dir: filepath.Join(dir, "etcd"), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(func() { _ = emb.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	root, err := clientv3.New(clientv3.Config{Endpoints: emb.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	for _, step := range []func() error{
+		func() error { _, err := root.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := root.UserAdd(ctx, "root", "root-password"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := root.RoleAdd(ctx, "obdorch"); return err },
+		func() error {
+			_, err := root.RoleGrantPermission(ctx, "obdorch", "/obdorch/", clientv3.GetPrefixRangeEnd("/obdorch/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := root.UserAdd(ctx, "obdorch", "obdorch-password"); return err },
+		func() error { _, err := root.UserGrantRole(ctx, "obdorch", "obdorch"); return err },
+		func() error { _, err := root.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("setting up etcd users: %v", err)
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	open := func(replica, password string) (*store.Store, func(), error) {
+		t.Helper()
+		pw := filepath.Join(dir, replica+"-password")
+		if err := os.WriteFile(pw, []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := parseConfig([]string{"--client-id", "id", "--client-secret", "secret", "--replica", replica,
+			"--etcd-endpoints", emb.Endpoints()[0], "--etcd-username", "obdorch", "--etcd-password-file", pw}, env(nil), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return openStore(ctx, cfg, log)
+	}
+	st, closeStore, err := open("r1", "obdorch-password")
+	if err != nil {
+		t.Fatalf("openStore as the etcd user: %v", err)
+	}
+	if err := st.Register(ctx, "10.0.0.5:7600"); err != nil {
+		t.Errorf("Register as the etcd user: %v", err)
+	}
+	closeStore()
+	if _, closeStore, err := open("r2", "wrong-password"); err == nil {
+		closeStore()
+		t.Error("openStore with a wrong etcd password succeeded, want it refused")
+	}
 }
