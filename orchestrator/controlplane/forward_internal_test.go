@@ -42,7 +42,9 @@ func (c *elsewhereCore) Send(context.Context, string, string, orchestrator.Chann
 
 type noRegistry struct{}
 
-func (noRegistry) ReplicaAddress(context.Context, string) (string, bool, error) { return "", false, nil }
+func (noRegistry) ReplicaAddress(context.Context, string) (string, bool, error) {
+	return "", false, nil
+}
 
 // issueBoth signs a certificate for the loopback addresses usable both to
 // serve and as a client, as a replica's certificate must be under mTLS.
