@@ -112,7 +112,9 @@ func (s *Server) streamError(ctx context.Context, es *eventStream, err error) {
 }
 
 // snapshot reads the store's revision, then the live sessions and the ones
-// that ended within RecentWindow.
+// that ended within RecentWindow. Live sessions come from the store's live
+// index; finding the recently ended ones reads every ended record, a cost
+// that grows with the store's history.
 func (s *Server) snapshot(ctx context.Context) (int64, []row, error) {
 	rev, err := s.opts.Revision(ctx)
 	if err != nil {
@@ -212,6 +214,9 @@ func (es *eventStream) sendJSON(event string, id int64, v any) error {
 }
 
 func (es *eventStream) send(event, id, body string) error {
+	// Without deadline support (ErrNotSupported from a wrapping writer) the
+	// stream still works; only a stuck client is then noticed later, by
+	// the heartbeat's failed write or the connection's end.
 	_ = es.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	var b strings.Builder
 	if event != "" {
