@@ -32,9 +32,23 @@ const storeLeaseTTL = 5 * time.Second
 
 // world is a fake Jifeline with an embedded etcd; replicas run against it.
 type world struct {
-	t    testing.TB
-	jf   *fakejifeline.Env
-	etcd *store.Embedded
+	t       testing.TB
+	jf      *fakejifeline.Env
+	etcd    *store.Embedded
+	etcdDir string
+}
+
+// stopEtcd stops the embedded etcd server, as an outage; startEtcd starts
+// it again on the same data and socket.
+func (w *world) stopEtcd() { _ = w.etcd.Close() }
+
+func (w *world) startEtcd() {
+	w.t.Helper()
+	emb, err := store.StartEmbedded(w.t.Context(), store.EmbeddedConfig{Dir: w.etcdDir, UnsafeNoFsync: true})
+	if err != nil {
+		w.t.Fatalf("StartEmbedded again: %v", err)
+	}
+	w.etcd = emb
 }
 
 type worldOptions struct {
@@ -51,12 +65,14 @@ func newWorld(t testing.TB, o worldOptions) *world {
 		t.Fatalf("fakejifeline.Start: %v", err)
 	}
 	t.Cleanup(func() { _ = jf.Close() })
-	emb, err := store.StartEmbedded(t.Context(), store.EmbeddedConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
+	dir := t.TempDir()
+	emb, err := store.StartEmbedded(t.Context(), store.EmbeddedConfig{Dir: dir, UnsafeNoFsync: true})
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
 	}
-	t.Cleanup(func() { _ = emb.Close() })
-	return &world{t: t, jf: jf, etcd: emb}
+	w := &world{t: t, jf: jf, etcd: emb, etcdDir: dir}
+	t.Cleanup(func() { _ = w.etcd.Close() })
+	return w
 }
 
 // replica is one orchestrator process: store session, clients, core and

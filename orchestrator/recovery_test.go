@@ -402,3 +402,31 @@ func TestCallerErrors(t *testing.T) {
 		t.Errorf("NotOwnerDetail = %v, want owner a of session %s", detail, s.GetId())
 	}
 }
+
+// TestTokenSaveIsRetried: a token that arrives while the store cannot be
+// reached is saved once it can, even if no newer token comes: the stored
+// token is never older than the newest one received.
+func TestTokenSaveIsRetried(t *testing.T) {
+	w := newWorld(t, worldOptions{tickets: 1, openobd: fake.Options{TokenRotation: 200 * time.Millisecond}})
+	r := w.startReplica("a", replicaOptions{})
+	ctx := testCtx(t)
+	s := r.waitSessions(ctx, t, stateReady, 1)[0]
+	faults := w.jf.OpenOBD.Faults()
+
+	w.stopEtcd()
+	issued := len(w.jf.OpenOBD.IssuedTokens())
+	poll(ctx, t, "a token issued during the outage", func() bool { return len(w.jf.OpenOBD.IssuedTokens()) > issued })
+	// No more tokens from now on: the token stream is cut and cannot reopen.
+	faults.Hang(true)
+	t.Cleanup(func() { faults.Hang(false) })
+	if err := faults.DropStreams(s.GetOpenobdSessionId()); err != nil {
+		t.Fatal(err)
+	}
+	all := w.jf.OpenOBD.IssuedTokens()
+	newest := all[len(all)-1]
+	w.startEtcd()
+	poll(ctx, t, "the newest token is stored after the outage", func() bool {
+		rec, err := r.store.Get(ctx, s.GetId())
+		return err == nil && rec.OpenOBD.Token == newest
+	})
+}
