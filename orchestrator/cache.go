@@ -116,3 +116,33 @@ func (o *Orchestrator) followStore(ctx context.Context) {
 		}
 	}
 }
+
+// followReleases queues, for adoption, every session whose claims are
+// released while this replica does not hold it: a crashed or paused
+// replica's sessions are taken over as soon as its store lease ends,
+// without waiting for the next intake pass.
+func (o *Orchestrator) followReleases(ctx context.Context) {
+	for ctx.Err() == nil {
+		var err error
+		for id, werr := range o.store.WatchReleases(ctx) {
+			if werr != nil {
+				err = werr
+				break
+			}
+			if o.attachment(id) == nil {
+				o.queue.Add(sessionKey(id))
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		o.log.Warn("watch of released claims broken; watching again", "err", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -228,10 +228,14 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	defer stop()
 	o.log.InfoContext(ctx, "orchestrator starting", "workers", o.cfg.Workers, "resync", o.cfg.ResyncInterval)
 
-	o.wg.Add(1)
+	o.wg.Add(2)
 	go func() {
 		defer o.wg.Done()
 		o.followStore(o.life)
+	}()
+	go func() {
+		defer o.wg.Done()
+		o.followReleases(o.life)
 	}()
 	for range o.cfg.Workers {
 		o.wg.Add(1)

@@ -430,3 +430,25 @@ func TestTokenSaveIsRetried(t *testing.T) {
 		return err == nil && rec.OpenOBD.Token == newest
 	})
 }
+
+// TestFailoverFollowsReleasedClaims: a replica adopts the sessions of a
+// crashed one as soon as the crashed one's store lease ends, without
+// waiting for its next intake pass (here an hour away).
+func TestFailoverFollowsReleasedClaims(t *testing.T) {
+	w := newWorld(t, worldOptions{tickets: 2})
+	a := w.startReplica("a", replicaOptions{})
+	ctx := testCtx(t)
+	sessions := a.waitSessions(ctx, t, stateReady, 2)
+	b := w.startReplica("b", replicaOptions{cfg: orchestrator.Config{ResyncInterval: time.Hour}})
+	b.waitSessions(ctx, t, stateReady, 2) // b's cache has them, owned by a
+	a.crash()
+	for _, s := range sessions {
+		poll(ctx, t, "session "+s.GetId()+" READY on b", func() bool {
+			got, err := b.client.GetSession(ctx, &orchestratorv1.GetSessionRequest{SessionId: s.GetId()})
+			return err == nil && got.GetSession().GetOwner() == "b" && got.GetSession().GetState() == stateReady
+		})
+	}
+	if n := startCalls(w); n != 2 {
+		t.Errorf("openOBD got %d start calls, want 2 (the failover re-attached with the stored tokens)", n)
+	}
+}

@@ -34,6 +34,7 @@ type config struct {
 	dataDir       string
 	etcdEndpoints string
 	replica       string
+	storeLeaseTTL time.Duration
 
 	// openOBD.
 	openobdHost     string
@@ -84,7 +85,7 @@ type flagGroup struct {
 var flagGroups = []flagGroup{
 	{"Control plane", []string{"listen", "tls-cert", "tls-key", "client-ca", "insecure", "auth-tokens", "shutdown-grace"}},
 	{"Admin", []string{"admin-listen"}},
-	{"Store", []string{"data-dir", "etcd-endpoints", "replica"}},
+	{"Store", []string{"data-dir", "etcd-endpoints", "replica", "store-lease-ttl"}},
 	{"Cluster (several replicas on one etcd)", clusterFlags},
 	{"openOBD", []string{"openobd-host", "openobd-port", "client-id", "client-secret", "cluster-id", "openobd-insecure", "openobd-ca"}},
 	{"Partner API", []string{"partner-url", "ticket-write"}},
@@ -135,6 +136,7 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "`directory` of the embedded etcd store (keep it private: it holds session tokens)")
 	fs.StringVar(&c.etcdEndpoints, "etcd-endpoints", "", "comma-separated etcd `endpoints`; empty runs an embedded etcd in --data-dir")
 	fs.StringVar(&c.replica, "replica", host, "this replica's unique `name` in the store")
+	fs.DurationVar(&c.storeLeaseTTL, "store-lease-ttl", 10*time.Second, "how long this replica's claims outlive it in the store after a crash (whole seconds; other replicas adopt its sessions then)")
 
 	fs.StringVar(&c.openobdHost, "openobd-host", "grpc.openobd.com", "openOBD gRPC `host`")
 	fs.IntVar(&c.openobdPort, "openobd-port", 443, "openOBD gRPC `port`; also the port of session endpoints that name none")
@@ -325,6 +327,9 @@ func (c *config) validate() error {
 	}
 	if c.p2Star <= 0 || c.p2Star > 2*time.Minute {
 		bad("p2-star", "must be in (0, 2m], got %s", c.p2Star)
+	}
+	if c.storeLeaseTTL < 2*time.Second || c.storeLeaseTTL > 5*time.Minute || c.storeLeaseTTL%time.Second != 0 {
+		bad("store-lease-ttl", "must be whole seconds between 2s and 5m, got %s", c.storeLeaseTTL)
 	}
 	if c.leaseTTL < 5*time.Second || c.leaseTTL > 10*time.Minute {
 		bad("lease-ttl", "must be between 5s and 10m, got %s", c.leaseTTL)

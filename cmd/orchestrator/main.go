@@ -244,7 +244,7 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger) (*store.Store
 		closers = append(closers, func() { _ = emb.Close() })
 		endpoints = emb.Endpoints()
 	}
-	sc := store.Config{Endpoints: endpoints, Replica: cfg.replica, Logger: log.With("component", "store")}
+	sc := store.Config{Endpoints: endpoints, Replica: cfg.replica, LeaseTTL: cfg.storeLeaseTTL, Logger: log.With("component", "store")}
 	if err := cfg.etcdSecurity(&sc); err != nil {
 		closeAll()
 		return nil, nil, err
