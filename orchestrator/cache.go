@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/obdorch/obdorch/orchestrator/session"
 	"github.com/obdorch/obdorch/orchestrator/store"
 )
@@ -144,5 +146,40 @@ func (o *Orchestrator) followReleases(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// followLease keeps the replica acting only while it holds its store lease.
+// When the lease is lost (a pause past its TTL, etcd without quorum), the
+// replica stops at once: it reports NOT_SERVING and lets go of every session
+// (without interrupting them; its claims are gone, and its writes would be
+// refused anyway). It then asks for a new lease until etcd grants one, and
+// competes for its former sessions like any replica: the next intake pass
+// adopts those nobody else took.
+func (o *Orchestrator) followLease(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.store.Lost():
+		}
+		const reason = "store lease lost: this replica holds no session until etcd grants it a new lease"
+		o.log.Warn(reason)
+		o.health.fence(reason)
+		for _, a := range o.attachments() {
+			o.forget(a.id)
+		}
+		b := backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(100*time.Millisecond),
+			backoff.WithMaxInterval(5*time.Second),
+			backoff.WithMaxElapsedTime(0),
+		)
+		err := backoff.RetryNotify(func() error { return o.store.Regrant(ctx) }, backoff.WithContext(b, ctx),
+			func(err error, d time.Duration) { o.log.Warn("store lease not granted yet", "err", err, "retry_in", d) })
+		if err != nil {
+			return // ctx ended
+		}
+		o.health.unfence()
+		o.queue.Add(intakeKey)
 	}
 }

@@ -21,8 +21,11 @@ type health struct {
 	now       func() time.Time
 	report    func(healthy bool, reason string)
 
-	mu       sync.Mutex
-	ready    bool
+	mu    sync.Mutex
+	ready bool
+	// fenced says why the replica cannot act at all (its store lease is
+	// lost); it makes the replica unhealthy at once.
+	fenced   string
 	failing  map[string]failure
 	known    bool
 	reported bool
@@ -48,6 +51,16 @@ func (h *health) intakeDone() bool {
 	return first
 }
 
+// fence makes the replica unhealthy at once with reason; unfence ends it.
+func (h *health) fence(reason string) {
+	h.mu.Lock()
+	h.fenced = reason
+	h.mu.Unlock()
+	h.evaluate()
+}
+
+func (h *health) unfence() { h.fence("") }
+
 // observe records the result of a call to a dependency.
 func (h *health) observe(dep string, err error) {
 	h.mu.Lock()
@@ -65,7 +78,7 @@ func (h *health) observe(dep string, err error) {
 
 func (h *health) evaluate() {
 	h.mu.Lock()
-	if !h.ready && len(h.failing) == 0 {
+	if !h.ready && len(h.failing) == 0 && h.fenced == "" {
 		h.mu.Unlock()
 		return // nothing to say yet: the server starts NOT_SERVING
 	}
@@ -77,6 +90,9 @@ func (h *health) evaluate() {
 		}
 	}
 	sort.Strings(reasons)
+	if h.fenced != "" {
+		reasons = append([]string{h.fenced}, reasons...)
+	}
 	healthy := h.ready && len(reasons) == 0
 	changed := !h.known || healthy != h.reported
 	h.known, h.reported = true, healthy

@@ -191,7 +191,7 @@ func (o *Orchestrator) adopt(ctx context.Context, rec *session.Record) (*session
 	me, now := o.store.Replica(), o.cfg.Now()
 	why := fmt.Sprintf("adopted by replica %s: replica %s no longer holds it", me, rec.Owner)
 	if rec.Owner == me {
-		why = fmt.Sprintf("adopted by replica %s after a restart", me)
+		why = fmt.Sprintf("adopted by replica %s again: its earlier store lease ended (a restart, or a lease lost while paused)", me)
 	}
 	rec.Note(me, why, now)
 	if l := rec.Lease; l != nil {

@@ -228,7 +228,11 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	defer stop()
 	o.log.InfoContext(ctx, "orchestrator starting", "workers", o.cfg.Workers, "resync", o.cfg.ResyncInterval)
 
-	o.wg.Add(2)
+	o.wg.Add(3)
+	go func() {
+		defer o.wg.Done()
+		o.followLease(o.life)
+	}()
 	go func() {
 		defer o.wg.Done()
 		o.followStore(o.life)

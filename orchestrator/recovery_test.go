@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -450,5 +451,52 @@ func TestFailoverFollowsReleasedClaims(t *testing.T) {
 	}
 	if n := startCalls(w); n != 2 {
 		t.Errorf("openOBD got %d start calls, want 2 (the failover re-attached with the stored tokens)", n)
+	}
+}
+
+// TestLostStoreLeaseIsRegained: a replica whose store lease ends (here
+// revoked, as after a pause past its TTL) stops acting, takes a new lease,
+// and adopts its former sessions again with their stored tokens; it keeps
+// running throughout.
+func TestLostStoreLeaseIsRegained(t *testing.T) {
+	w := newWorld(t, worldOptions{tickets: 2})
+	healthy := make(chan bool, 16)
+	a := w.startReplica("a", replicaOptions{cfg: orchestrator.Config{OnHealth: func(ok bool, _ string) {
+		select {
+		case healthy <- ok:
+		default:
+		}
+	}}})
+	ctx := testCtx(t)
+	sessions := a.waitSessions(ctx, t, stateReady, 2)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: w.etcd.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	leases, err := cli.Leases(ctx)
+	if err != nil || len(leases.Leases) == 0 {
+		t.Fatalf("Leases = %v, %v; want the replica's", leases, err)
+	}
+	for _, l := range leases.Leases {
+		if _, err := cli.Revoke(ctx, l.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ok := true; ok; {
+		select {
+		case ok = <-healthy:
+		case <-ctx.Done():
+			t.Fatal("the replica never reported itself unhealthy after losing its store lease")
+		}
+	}
+	for _, s := range sessions {
+		poll(ctx, t, "session "+s.GetId()+" READY again", func() bool {
+			got, err := a.client.GetSession(ctx, &orchestratorv1.GetSessionRequest{SessionId: s.GetId()})
+			return err == nil && got.GetSession().GetState() == stateReady && historyHas(got.GetSession(), "a", "adopted by replica a")
+		})
+	}
+	if n := startCalls(w); n != 2 {
+		t.Errorf("openOBD got %d start calls, want 2 (sessions re-attached with their stored tokens)", n)
 	}
 }

@@ -170,7 +170,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, log *sl
 	}
 	defer waitAdmin()
 
-	runErr := p.run(ctx, cfg, log, stdout, lis, st.Lost())
+	runErr := p.run(ctx, cfg, log, stdout, lis)
 	p.shutdown(cfg, log)
 	if err := p.stopCore(); err != nil && runErr == nil {
 		runErr = err
@@ -342,9 +342,10 @@ func newParts(cfg *config, log *slog.Logger, st *store.Store, pc *partner.Client
 	return p, nil
 }
 
-// run starts the core and the control plane and waits for the signal, a
-// failed server or a lost store lease.
-func (p *parts) run(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer, lis net.Listener, lost <-chan struct{}) error {
+// run starts the core and the control plane and waits for the signal or a
+// failed server. A lost store lease is not a reason to exit: the core stops
+// acting, reports NOT_SERVING and takes a new lease when etcd grants one.
+func (p *parts) run(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer, lis net.Listener) error {
 	coreCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	coreDone := make(chan error, 1)
 	go func() { coreDone <- p.core.Start(coreCtx) }()
@@ -363,8 +364,6 @@ func (p *parts) run(ctx context.Context, cfg *config, log *slog.Logger, stdout i
 		return nil
 	case err := <-serveDone:
 		return fmt.Errorf("control plane: %w", err)
-	case <-lost:
-		return errors.New("store lease lost")
 	}
 }
 

@@ -4,7 +4,7 @@ import clientv3 "go.etcd.io/etcd/client/v3"
 
 // LeaseID exposes the replica's lease to tests, which revoke it to stand for
 // an expiry.
-func (s *Store) LeaseID() clientv3.LeaseID { return s.lease }
+func (s *Store) LeaseID() clientv3.LeaseID { return s.lease.Load().id }
 
 // ZapLogger exposes the adapter that etcd's client and server log through.
 var ZapLogger = zapLogger

@@ -140,7 +140,8 @@ func (s *Store) Create(ctx context.Context, rec *session.Record) error {
 	if !rec.State.Live() {
 		return fmt.Errorf("store: create session %s: state %s is not live", rec.ID, rec.State)
 	}
-	if err := s.checkLease(); err != nil {
+	lease, err := s.currentLease()
+	if err != nil {
 		return err
 	}
 	data, err := s.encode(rec)
@@ -170,7 +171,7 @@ func (s *Store) Create(ctx context.Context, rec *session.Record) error {
 	for _, t := range ts {
 		k := s.claimKey(t.kind, t.id)
 		checks = append(checks, check{key: k, target: t})
-		ops = append(ops, clientv3.OpPut(k, claim, clientv3.WithLease(s.lease)))
+		ops = append(ops, clientv3.OpPut(k, claim, clientv3.WithLease(lease)))
 	}
 	for _, t := range ts {
 		k := s.liveTargetKey(t)
@@ -268,7 +269,8 @@ func (s *Store) Update(ctx context.Context, rec *session.Record) error {
 	if rec.Revision <= 0 {
 		return fmt.Errorf("store: update session %s: no revision: read the record first", rec.ID)
 	}
-	if err := s.checkLease(); err != nil {
+	lease, err := s.currentLease()
+	if err != nil {
 		return err
 	}
 	data, err := s.encode(rec)
@@ -286,7 +288,7 @@ func (s *Store) Update(ctx context.Context, rec *session.Record) error {
 		k := s.claimKey(t.kind, t.id)
 		conds = append(conds,
 			clientv3.Compare(clientv3.Value(k), "=", claim),
-			clientv3.Compare(clientv3.LeaseValue(k), "=", s.lease))
+			clientv3.Compare(clientv3.LeaseValue(k), "=", lease))
 		gets = append(gets, clientv3.OpGet(k))
 		if final {
 			ops = append(ops, clientv3.OpDelete(k), clientv3.OpDelete(s.liveTargetKey(t)))
@@ -305,7 +307,7 @@ func (s *Store) Update(ctx context.Context, rec *session.Record) error {
 			return err
 		}
 		for i, kv := range claims {
-			if kv == nil || string(kv.Value) != claim || clientv3.LeaseID(kv.Lease) != s.lease {
+			if kv == nil || string(kv.Value) != claim || clientv3.LeaseID(kv.Lease) != lease {
 				return fmt.Errorf("%w: session %s: %s %s claim lost", ErrFenced, rec.ID, ts[i].kind, ts[i].id)
 			}
 		}
@@ -332,7 +334,8 @@ func (s *Store) Adopt(ctx context.Context, rec *session.Record) error {
 	if rec.Revision <= 0 {
 		return fmt.Errorf("store: adopt session %s: no revision: read the record first", rec.ID)
 	}
-	if err := s.checkLease(); err != nil {
+	lease, err := s.currentLease()
+	if err != nil {
 		return err
 	}
 	data, err := s.encode(rec)
@@ -365,7 +368,7 @@ func (s *Store) Adopt(ctx context.Context, rec *session.Record) error {
 			}
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision))
 		}
-		ops = append(ops, clientv3.OpPut(k, claim, clientv3.WithLease(s.lease)))
+		ops = append(ops, clientv3.OpPut(k, claim, clientv3.WithLease(lease)))
 		gets = append(gets, clientv3.OpGet(k))
 	}
 	resp, err := s.client.Txn(ctx).If(conds...).Then(ops...).Else(gets...).Commit()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -109,14 +110,24 @@ type Store struct {
 	log     *slog.Logger
 	replica string
 	prefix  string
-	lease   clientv3.LeaseID
+	cfg     Config
 
-	stopKeepAlive context.CancelFunc
-	keepAliveDone chan struct{}
-	lost          chan struct{}
+	// lease is the replica's current lease; Regrant replaces a lost one.
+	lease atomic.Pointer[leaseState]
+	// regrant admits one Regrant at a time.
+	regrant sync.Mutex
 
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// leaseState is one grant of the replica's lease and its keep-alive.
+type leaseState struct {
+	id            clientv3.LeaseID
+	stopKeepAlive context.CancelFunc
+	keepAliveDone chan struct{}
+	// lost is closed when the lease is lost before Close.
+	lost chan struct{}
 }
 
 // Open connects to etcd, grants this replica's lease and keeps it alive
@@ -142,59 +153,82 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: connect to etcd: %w", err)
 	}
 	s := &Store{
-		client:        client,
-		log:           cfg.Logger,
-		replica:       cfg.Replica,
-		prefix:        cfg.Prefix,
-		keepAliveDone: make(chan struct{}),
-		lost:          make(chan struct{}),
+		client:  client,
+		log:     cfg.Logger,
+		replica: cfg.Replica,
+		prefix:  cfg.Prefix,
+		cfg:     cfg,
 	}
-	if err := s.grant(ctx, cfg); err != nil {
+	l, err := s.grant(ctx)
+	if err != nil {
 		client.Close()
 		return nil, err
 	}
+	s.lease.Store(l)
 	return s, nil
 }
 
-// grant grants the lease and starts the goroutine that keeps it alive.
-func (s *Store) grant(ctx context.Context, cfg Config) error {
-	ttl := int64((cfg.LeaseTTL + time.Second - 1) / time.Second)
-	gctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+// grant grants a lease and starts the goroutine that keeps it alive.
+func (s *Store) grant(ctx context.Context) (*leaseState, error) {
+	ttl := int64((s.cfg.LeaseTTL + time.Second - 1) / time.Second)
+	gctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
 	resp, err := s.client.Grant(gctx, ttl)
 	if err != nil {
-		return fmt.Errorf("store: grant lease: %w", err)
+		return nil, fmt.Errorf("store: grant lease: %w", err)
 	}
-	s.lease = resp.ID
-
 	// The keep-alive lives as long as the client, not as long as ctx.
 	kctx, stop := context.WithCancel(s.client.Ctx())
-	ch, err := s.client.KeepAlive(kctx, s.lease)
+	ch, err := s.client.KeepAlive(kctx, resp.ID)
 	if err != nil {
 		stop()
-		return fmt.Errorf("store: keep lease alive: %w", err)
+		return nil, fmt.Errorf("store: keep lease alive: %w", err)
 	}
-	s.stopKeepAlive = stop
-	go s.keepAlive(kctx, ch)
-	return nil
+	l := &leaseState{id: resp.ID, stopKeepAlive: stop, keepAliveDone: make(chan struct{}), lost: make(chan struct{})}
+	go s.keepAlive(kctx, l, ch)
+	return l, nil
 }
 
 // keepAlive drains the keep-alive responses. The channel closes when the
 // lease expires or is revoked, or when kctx ends; only the first is a loss.
-func (s *Store) keepAlive(kctx context.Context, ch <-chan *clientv3.LeaseKeepAliveResponse) {
-	defer close(s.keepAliveDone)
+func (s *Store) keepAlive(kctx context.Context, l *leaseState, ch <-chan *clientv3.LeaseKeepAliveResponse) {
+	defer close(l.keepAliveDone)
 	for range ch {
 	}
 	if kctx.Err() == nil {
-		s.log.Warn("store lease lost", "replica", s.replica, "lease", int64(s.lease))
-		close(s.lost)
+		s.log.Warn("store lease lost", "replica", s.replica, "lease", int64(l.id))
+		close(l.lost)
 	}
 }
 
-// Lost is closed when the replica's lease is lost before Close: its claims
-// are gone or about to go, and every fenced write fails with ErrFenced. The
-// replica should stop acting on its sessions and open a new Store.
-func (s *Store) Lost() <-chan struct{} { return s.lost }
+// Lost is closed when the replica's current lease is lost before Close: its
+// claims are gone or about to go, and every fenced write fails with
+// ErrFenced. The replica should stop acting on its sessions and call
+// Regrant; the channel of the new lease is returned by Lost after that.
+func (s *Store) Lost() <-chan struct{} { return s.lease.Load().lost }
+
+// Regrant replaces a lost lease with a new one (doing nothing while the
+// current one holds). The replica's earlier claims are gone with the old
+// lease: it competes for its former sessions like any other replica.
+func (s *Store) Regrant(ctx context.Context) error {
+	s.regrant.Lock()
+	defer s.regrant.Unlock()
+	old := s.lease.Load()
+	select {
+	case <-old.lost:
+	default:
+		return nil
+	}
+	l, err := s.grant(ctx)
+	if err != nil {
+		return err
+	}
+	old.stopKeepAlive()
+	<-old.keepAliveDone
+	s.lease.Store(l)
+	s.log.Info("store lease granted again", "replica", s.replica, "lease", int64(l.id))
+	return nil
+}
 
 // Replica returns the replica name the Store writes as.
 func (s *Store) Replica() string { return s.replica }
@@ -221,12 +255,13 @@ func (s *Store) Detach() error { return s.close(false) }
 
 func (s *Store) close(revoke bool) error {
 	s.closeOnce.Do(func() {
-		s.stopKeepAlive()
-		<-s.keepAliveDone
+		l := s.lease.Load()
+		l.stopKeepAlive()
+		<-l.keepAliveDone
 		var errs []error
 		if revoke {
 			ctx, cancel := context.WithTimeout(s.client.Ctx(), revokeTimeout)
-			_, err := s.client.Revoke(ctx, s.lease)
+			_, err := s.client.Revoke(ctx, l.id)
 			cancel()
 			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				errs = append(errs, fmt.Errorf("store: revoke lease: %w", err))
@@ -240,13 +275,15 @@ func (s *Store) close(revoke bool) error {
 	return s.closeErr
 }
 
-// checkLease fails fast once the lease is known to be lost.
-func (s *Store) checkLease() error {
+// currentLease returns the lease to write with, failing fast once it is
+// known to be lost.
+func (s *Store) currentLease() (clientv3.LeaseID, error) {
+	l := s.lease.Load()
 	select {
-	case <-s.lost:
-		return fmt.Errorf("%w: lease of replica %s lost", ErrFenced, s.replica)
+	case <-l.lost:
+		return 0, fmt.Errorf("%w: lease of replica %s lost", ErrFenced, s.replica)
 	default:
-		return nil
+		return l.id, nil
 	}
 }
 
