@@ -26,19 +26,22 @@ func (s *Store) replicaKey(name string) string { return s.prefix + "replicas/" +
 // Register records this replica's advertised control-plane address in the
 // registry, bound to the replica's lease: the entry disappears when the
 // replica stops renewing its lease or closes the Store. Registering again
-// replaces the address.
+// replaces the address; Regrant registers the address again under the new
+// lease.
 func (s *Store) Register(ctx context.Context, address string) error {
 	if address == "" || strings.ContainsAny(address, " /") {
 		return fmt.Errorf("store: register replica %s: address %q is not host:port", s.replica, address)
 	}
-	if err := s.checkLease(); err != nil {
+	lease, err := s.currentLease()
+	if err != nil {
 		return err
 	}
+	s.address.Store(&address)
 	b, err := json.Marshal(Replica{Name: s.replica, Address: address})
 	if err != nil {
 		return fmt.Errorf("store: register replica %s: %w", s.replica, err)
 	}
-	if _, err := s.client.Put(ctx, s.replicaKey(s.replica), string(b), clientv3.WithLease(s.lease)); err != nil {
+	if _, err := s.client.Put(ctx, s.replicaKey(s.replica), string(b), clientv3.WithLease(lease)); err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return fmt.Errorf("%w: register replica %s: lease not found", ErrFenced, s.replica)
 		}

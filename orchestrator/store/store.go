@@ -116,6 +116,8 @@ type Store struct {
 	lease atomic.Pointer[leaseState]
 	// regrant admits one Regrant at a time.
 	regrant sync.Mutex
+	// address is the address given to Register, if any.
+	address atomic.Pointer[string]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -227,6 +229,9 @@ func (s *Store) Regrant(ctx context.Context) error {
 	<-old.keepAliveDone
 	s.lease.Store(l)
 	s.log.Info("store lease granted again", "replica", s.replica, "lease", int64(l.id))
+	if addr := s.address.Load(); addr != nil {
+		return s.Register(ctx, *addr)
+	}
 	return nil
 }
 
