@@ -2,6 +2,8 @@ module github.com/obdorch/obdorch/gen
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require (
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

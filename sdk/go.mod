@@ -2,6 +2,8 @@ module github.com/obdorch/obdorch/sdk
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require (
 	github.com/obdorch/obdorch/gen v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
