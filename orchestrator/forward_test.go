@@ -47,9 +47,10 @@ func notOwnerDetail(err error) *orchestratorv1.NotOwnerDetail {
 	return nil
 }
 
-// TestForwardToOwner runs two replicas on one store: a holds every
-// session, b holds none, and a runner and an engineer talk only to b. Every
-// call that needs the live session is served by a through b, as the caller.
+// TestForwardToOwner runs replicas on one store: a holds every session, b
+// and c hold none, and the runners and the engineer talk to b and c. Every
+// call that needs the live session is served by a through them, as the
+// caller.
 func TestForwardToOwner(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -140,13 +141,23 @@ func TestForwardToOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// InterruptSession through b keeps the engineer's name and reason.
-	in, err := b.client.InterruptSession(admin, &orchestratorv1.InterruptSessionRequest{SessionId: second.GetId(), Reason: "vehicle left"})
+	// A forwarded call is never forwarded again: b answers a call another
+	// replica forwarded to it with the owner's name instead.
+	again := metadata.AppendToOutgoingContext(as(ctx, clusterToken), controlplane.ForwardedForHeader, "runner-1")
+	_, err = b.client.Send(again, &orchestratorv1.SendRequest{SessionId: second.GetId(), Channel: ecuChannel(engineRequestID), Payload: readVIN})
+	if d := notOwnerDetail(err); status.Code(err) != codes.Unavailable || d.GetOwner() != "a" || d.GetOwnerAddress() != a.addr {
+		t.Errorf("Send forwarded to b, which does not own the session = %v (detail %v), want UNAVAILABLE naming a at %s", err, d, a.addr)
+	}
+
+	// InterruptSession through a third replica keeps the engineer's name
+	// and reason.
+	c := w.startReplica("c", opts)
+	in, err := c.client.InterruptSession(admin, &orchestratorv1.InterruptSessionRequest{SessionId: second.GetId(), Reason: "vehicle left"})
 	if err != nil {
-		t.Fatalf("InterruptSession through b = %v", err)
+		t.Fatalf("InterruptSession through c = %v", err)
 	}
 	if s := in.GetSession(); s.GetState() != orchestratorv1.SessionState_SESSION_STATE_INTERRUPTED || s.GetActor() != "alice" || s.GetReason() != "vehicle left" {
-		t.Errorf("InterruptSession through b = %s by %q (%q), want INTERRUPTED by alice (vehicle left)", s.GetState(), s.GetActor(), s.GetReason())
+		t.Errorf("InterruptSession through c = %s by %q (%q), want INTERRUPTED by alice (vehicle left)", s.GetState(), s.GetActor(), s.GetReason())
 	}
 
 	// A caller that is not a replica may not speak for another.
