@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/obdorch/obdorch/orchestrator/controlplane"
 	"github.com/obdorch/obdorch/orchestrator/store"
@@ -29,6 +30,10 @@ type clusterConfig struct {
 	etcdUsername     string
 	etcdPassword     string
 	etcdPasswordFile string
+
+	// etcdDialTimeout bounds connecting to etcd (store.Config.DialTimeout;
+	// zero: its default). Not a flag: tests on a loaded machine raise it.
+	etcdDialTimeout time.Duration
 }
 
 // clusterFlags are the flags of clusterConfig, in the order of the help.
@@ -126,6 +131,7 @@ func (c *clusterConfig) etcdSecurity(sc *store.Config) error {
 		}
 		sc.TLS = tc
 	}
+	sc.DialTimeout = c.etcdDialTimeout
 	sc.Username, sc.Password = c.etcdUsername, c.etcdPassword
 	if c.etcdPasswordFile != "" {
 		b, err := os.ReadFile(c.etcdPasswordFile)

@@ -98,7 +98,8 @@ func TestStoreOverTLSWithClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	cfg.etcdDialTimeout = 30 * time.Second // a loaded machine
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	st, closeStore, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -116,6 +117,7 @@ func TestStoreOverTLSWithClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.etcdDialTimeout = 5 * time.Second // refused: this only bounds the wait for the refusal
 	if _, closeStore, err := openStore(ctx, cfg, log); err == nil {
 		closeStore()
 		t.Error("openStore without a client certificate succeeded, want it refused")
@@ -191,7 +193,7 @@ func TestStoreWithEtcdCredentials(t *testing.T) {
 		t.Fatalf("StartEmbedded: %v", err)
 	}
 	t.Cleanup(func() { _ = emb.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	root, err := clientv3.New(clientv3.Config{Endpoints: emb.Endpoints(), DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -227,6 +229,8 @@ func TestStoreWithEtcdCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// etcd checks passwords with bcrypt: slow on a loaded machine.
+		cfg.etcdDialTimeout = 30 * time.Second
 		return openStore(ctx, cfg, log)
 	}
 	st, closeStore, err := open("r1", "obdorch-password")

@@ -1,6 +1,8 @@
 // Package controlplane is the gRPC adapter of the orchestrator: it validates
 // requests, calls one core method and maps the core's errors to status codes
-// (toStatus). It holds no state of its own besides per-stream buffers.
+// (toStatus). It holds no state of its own besides per-stream buffers and,
+// when several replicas share a store, the connections its Forwarder keeps
+// to the other replicas (forward.go).
 package controlplane
 
 import (
