@@ -2,6 +2,9 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/base64"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +29,9 @@ type records struct {
 	// gone remembers the revision at which ended records left, so a late
 	// watch event cannot bring one back.
 	gone map[string]int64
+	// listed is set once the cache holds every live record (after the
+	// first listing); lists are served from the store until then.
+	listed bool
 }
 
 func newRecords() *records {
@@ -73,6 +79,7 @@ func (c *records) live() []*session.Record {
 func (c *records) reset(recs []*session.Record, rev int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.listed = true
 	c.m = make(map[string]*session.Record, len(recs))
 	for _, r := range recs {
 		c.m[r.ID] = r
@@ -182,4 +189,41 @@ func (o *Orchestrator) followLease(ctx context.Context) {
 		o.health.unfence()
 		o.queue.Add(intakeKey)
 	}
+}
+
+// list pages the cached live records that match f, in id order, with the
+// store's page tokens (the id of the last record, base64). ok is false
+// until the cache has been filled, when the caller reads the store instead.
+func (c *records) list(f SessionFilter, page Page) (_ []*session.Record, next string, ok bool, _ error) {
+	after := ""
+	if page.Token != "" {
+		b, err := base64.RawURLEncoding.DecodeString(page.Token)
+		if err != nil || len(b) == 0 {
+			return nil, "", true, invalid("page_token", "malformed")
+		}
+		after = string(b)
+	}
+	size := page.Size
+	if size <= 0 {
+		size = store.DefaultPageSize
+	}
+	size = min(size, store.MaxPageSize)
+	c.mu.RLock()
+	if !c.listed {
+		c.mu.RUnlock()
+		return nil, "", false, nil
+	}
+	var match []*session.Record
+	for id, r := range c.m {
+		if id > after && f.Match(r) {
+			match = append(match, r)
+		}
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(match, func(a, b *session.Record) int { return strings.Compare(a.ID, b.ID) })
+	if len(match) > size {
+		match = match[:size]
+		next = base64.RawURLEncoding.EncodeToString([]byte(match[size-1].ID))
+	}
+	return match, next, true, nil
 }

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -37,5 +38,47 @@ func TestRecordsKeepTheNewest(t *testing.T) {
 	c.put(rec(11, session.StateReady))
 	if _, ok := c.get("s1"); !ok {
 		t.Error("a newer live record after a reset is not cached")
+	}
+}
+
+func TestRecordsListPagesLiveSessions(t *testing.T) {
+	c := newRecords()
+	ready := SessionFilter{States: []session.State{session.StateReady}}
+	if _, _, ok, _ := c.list(ready, Page{Size: 2}); ok {
+		t.Fatal("list served from a cache that was never filled")
+	}
+	var recs []*session.Record
+	for _, id := range []string{"e", "b", "d", "a", "c"} {
+		r := session.New(id, "a", "", time.Unix(0, 0))
+		r.State, r.Revision = session.StateReady, 1
+		recs = append(recs, r)
+	}
+	running := session.New("f", "a", "", time.Unix(0, 0))
+	running.State, running.Revision = session.StateRunning, 1
+	c.reset(append(recs, running), 1)
+
+	var got []string
+	token := ""
+	for pages := 0; ; pages++ {
+		page, next, ok, err := c.list(ready, Page{Size: 2, Token: token})
+		if !ok || err != nil {
+			t.Fatalf("list = ok %v, %v", ok, err)
+		}
+		for _, r := range page {
+			got = append(got, r.ID)
+		}
+		if next == "" {
+			break
+		}
+		if pages > 3 {
+			t.Fatal("paging does not end")
+		}
+		token = next
+	}
+	if want := "a b c d e"; strings.Join(got, " ") != want {
+		t.Errorf("READY sessions paged as %v, want %s", got, want)
+	}
+	if _, _, _, err := c.list(ready, Page{Size: 2, Token: "%%%"}); err == nil {
+		t.Error("a malformed page token was accepted")
 	}
 }

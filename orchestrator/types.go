@@ -119,6 +119,19 @@ type SessionFilter struct {
 	ConnectorID string
 }
 
+// liveOnly reports whether the filter selects live states only.
+func (f SessionFilter) liveOnly() bool {
+	if len(f.States) == 0 {
+		return false
+	}
+	for _, s := range f.States {
+		if !s.Live() {
+			return false
+		}
+	}
+	return true
+}
+
 // Match reports whether r passes the filter.
 func (f SessionFilter) Match(r *session.Record) bool {
 	if f.SessionID != "" && r.ID != f.SessionID {

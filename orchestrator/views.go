@@ -130,6 +130,11 @@ func (o *Orchestrator) GetSession(ctx context.Context, id string) (*session.Reco
 
 // ListSessions pages over records.
 func (o *Orchestrator) ListSessions(ctx context.Context, f SessionFilter, page Page) ([]*session.Record, string, error) {
+	if f.liveOnly() {
+		if recs, next, ok, err := o.records.list(f, page); ok || err != nil {
+			return recs, next, err
+		}
+	}
 	recs, next, err := o.store.List(ctx, store.Filter{States: f.States, TicketID: f.TicketID, ConnectorID: f.ConnectorID}, page.Size, page.Token)
 	if errors.Is(err, store.ErrPageToken) {
 		return nil, "", invalid("page_token", "malformed")
