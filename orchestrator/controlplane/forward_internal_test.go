@@ -16,11 +16,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
 	"github.com/obdorch/obdorch/orchestrator"
+	"github.com/obdorch/obdorch/orchestrator/session"
 )
 
 // ownerCore answers Send with the name of the caller it served.
@@ -170,5 +172,110 @@ func TestForwardOverMutualTLS(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// blockingChannel holds every request until its context ends.
+type blockingChannel struct {
+	started, cancelled, closed chan struct{}
+	done                       chan struct{}
+}
+
+func (c *blockingChannel) Do(ctx context.Context, _ orchestrator.Request) (orchestrator.Response, error) {
+	close(c.started)
+	<-ctx.Done()
+	close(c.cancelled)
+	return orchestrator.Response{}, ctx.Err()
+}
+func (c *blockingChannel) Done() <-chan struct{} { return c.done }
+func (c *blockingChannel) Err() error            { return nil }
+func (c *blockingChannel) Close() error          { close(c.closed); return nil }
+
+type channelOwnerCore struct {
+	stubCore
+	ch *blockingChannel
+}
+
+func (c *channelOwnerCore) OpenChannel(context.Context, string, string, orchestrator.Channel) (orchestrator.RelayChannel, *session.Record, error) {
+	return c.ch, &session.Record{ID: "s1", State: session.StateRunning}, nil
+}
+
+type channelElsewhereCore struct {
+	stubCore
+	addr string
+}
+
+func (c *channelElsewhereCore) OpenChannel(context.Context, string, string, orchestrator.Channel) (orchestrator.RelayChannel, *session.Record, error) {
+	return nil, nil, &orchestrator.NotOwnerError{SessionID: "s1", Owner: "b", Address: c.addr}
+}
+
+// servePlain serves core with a forwarder, without TLS or tokens, on a
+// loopback port.
+func servePlain(t *testing.T, core Core, name string) string {
+	t.Helper()
+	fwd, err := NewForwarder(ForwardOptions{Replica: name, Token: "replica-token-0123456789", Registry: noRegistry{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fu, fs := fwd.ForwardInterceptors()
+	srv := NewServer(NewService(core, Options{Forwarder: fwd}), ServerOptions{Unary: []grpc.UnaryServerInterceptor{fu}, Stream: []grpc.StreamServerInterceptor{fs}})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		_ = fwd.Close()
+	})
+	return lis.Addr().String()
+}
+
+// TestForwardedExchangeCancelledByTheRunner: a runner leaving an Exchange
+// relayed through another replica ends the owner's stream too: the request
+// in flight on the owner is cancelled and the owner releases the channel.
+func TestForwardedExchangeCancelledByTheRunner(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	ch := &blockingChannel{started: make(chan struct{}), cancelled: make(chan struct{}), closed: make(chan struct{}), done: make(chan struct{})}
+	bAddr := servePlain(t, &channelOwnerCore{ch: ch}, "b")
+	aAddr := servePlain(t, &channelElsewhereCore{addr: bAddr}, "a")
+
+	conn, err := grpc.NewClient(aAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sctx, leave := context.WithCancel(ctx)
+	defer leave()
+	stream, err := orchestratorv1.NewOrchestratorServiceClient(conn).Exchange(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	channel := &orchestratorv1.Channel{BusName: "can0", RequestId: 0x7E0, ResponseId: 0x7E8}
+	if err := stream.Send(&orchestratorv1.ExchangeRequest{Kind: &orchestratorv1.ExchangeRequest_Open{Open: &orchestratorv1.OpenChannel{SessionId: "s1", Channel: channel}}}); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := stream.Recv(); err != nil || msg.GetOpened() == nil {
+		t.Fatalf("first message through a = %v, %v; want opened", msg, err)
+	}
+	if err := stream.Send(&orchestratorv1.ExchangeRequest{Kind: &orchestratorv1.ExchangeRequest_Request{Request: &orchestratorv1.UdsRequest{Payload: []byte{0x3E, 0x00}}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch.started:
+	case <-ctx.Done():
+		t.Fatal("timed out waiting until the request reaches the owner")
+	}
+	leave()
+	for _, w := range []struct {
+		what string
+		c    chan struct{}
+	}{{"the owner's request is cancelled", ch.cancelled}, {"the owner releases the channel", ch.closed}} {
+		select {
+		case <-w.c:
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting until %s", w.what)
+		}
 	}
 }
