@@ -169,7 +169,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	// The admin interrupts a session from its detail panel.
 	victim := ready[10]
 	step(admin, "open the session",
-		chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-id=%q]`, victim))),
+		clickRow(victim),
 		chromedp.WaitVisible(chromedp.CSS("#interrupt")),
 	)
 	interrupted := change(admin, victim, "INTERRUPTED", func() {
@@ -190,7 +190,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	login(viewer, viewerToken)
 	other := ready[11]
 	step(viewer, "open a session as viewer",
-		chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-id=%q]`, other))),
+		clickRow(other),
 		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById('d-title').textContent === %q && !document.getElementById('detail').hidden`, other)),
 	)
 	if hidden := eval(viewer, `document.getElementById('interrupt').hidden ? 1 : 0`); hidden != 1 {
@@ -214,4 +214,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Logf("dashboard with %d sessions: first render %.0f ms (fresh loads: %.0f ms)", dashboardSessions, slices.Min(renders), renders)
 	t.Logf("live update to paint: median %d ms, max %d ms over %d changes (all: %d ms); new session %d ms; interrupt click to paint %d ms; viewer %d ms",
 		updates[len(updates)/2], updates[len(updates)-1], len(updates), updates, appear, interrupted, viewerUpdate)
+}
+
+// clickRow clicks the table row of a session from the page itself, trying
+// again until it is there: live updates redraw rows, so a node found by one
+// DevTools call may be gone by the next.
+func clickRow(id string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](fmt.Sprintf(
+		`(() => { const r = document.querySelector('tr[data-id=%q]'); if (!r) return false; r.click(); return true; })()`, id))
 }
