@@ -4,9 +4,10 @@ TOOLS := $(CURDIR)/.tools
 BUF_VERSION := 1.75.0
 BUF := $(TOOLS)/node_modules/.bin/buf
 export GORACE ?= atexit_sleep_ms=0
-# go.mod's toolchain line is honoured even where the Go installation defaults
-# to GOTOOLCHAIN=local (as Go's own go.env does on fresh machines).
-export GOTOOLCHAIN ?= auto
+# Every go command, in every module, uses at least the toolchain the root
+# go.mod names, even where the Go installation defaults to GOTOOLCHAIN=local
+# (as Go's own go.env does on fresh machines).
+export GOTOOLCHAIN ?= $(shell sed -n 's/^toolchain //p' go.mod)+auto
 # Analysis tools are pinned in tools/go.mod and run with `go tool`, so they
 # never enter the service's own go.mod.
 GOTOOL := go tool -modfile=$(CURDIR)/tools/go.mod
