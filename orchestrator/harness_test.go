@@ -140,6 +140,7 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 		cfg.RetryInitial = 20 * time.Millisecond
 		cfg.RetryMax = 200 * time.Millisecond
 	}
+	// OBDORCH_TEST_LOG=1 prints the replicas' core logs, for a failing test.
 	if os.Getenv("OBDORCH_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
