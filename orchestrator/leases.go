@@ -87,7 +87,13 @@ func (o *Orchestrator) tryAcquire(ctx context.Context, req AcquireRequest) (Acqu
 		rec, err := o.transitionIf(ctx, a.id, session.StateRunning, req.Runner, "acquired by "+req.Runner,
 			func(r *session.Record) bool { return r.State == session.StateReady },
 			func(r *session.Record) { r.Lease = l })
-		if err != nil || rec.Lease == nil || rec.Lease.ID != l.ID {
+		if err != nil {
+			// This caller could not take it (its deadline, a store error):
+			// the session may still be READY, so waiting callers look again.
+			o.notifyReady()
+			continue
+		}
+		if rec.Lease == nil || rec.Lease.ID != l.ID {
 			continue // taken by another runner meanwhile, or ended
 		}
 		a.setLease(rec.Lease)

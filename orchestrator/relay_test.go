@@ -738,7 +738,7 @@ func TestRelayLeaseExpiry(t *testing.T) {
 // deadline and get DEADLINE_EXCEEDED.
 func TestRelayAcquireNeverShares(t *testing.T) {
 	const sessions, runners = 3, 10
-	const wait = time.Second
+	const wait = 3 * time.Second
 	g := newRelayRig(t, rigOptions{tickets: sessions, noAcquire: true})
 	type result struct {
 		runner  string
