@@ -82,7 +82,7 @@ cover: ## the test suite with the race detector, then coverage by package and in
 	@mkdir -p $(COVERDIR)
 	set -o pipefail; go test -race -coverprofile=$(COVERDIR)/cover.out ./... | tee $(COVERDIR)/test.txt
 	@echo "coverage of statements:"
-	@sed -n 's/^ok  *\([^ \t]*\).*coverage: \([0-9.]*%\).*/  \2\t\1/p' $(COVERDIR)/test.txt
+	@sed -n 's/^ok[[:space:]]*\([^[:space:]]*\).*coverage: \([0-9.]*%\).*/  \2  \1/p' $(COVERDIR)/test.txt
 	@go tool cover -func=$(COVERDIR)/cover.out | sed -n 's/^total:[^0-9]*/  total: /p'
 
 .PHONY: run
