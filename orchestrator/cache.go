@@ -112,17 +112,26 @@ func (o *Orchestrator) followStore(ctx context.Context) {
 				}
 			}
 		}
-		if ctx.Err() != nil {
+		if !o.pauseAfter(ctx, "session cache lost its store watch; relisting", err) {
 			return
 		}
-		o.log.Warn("session cache lost its store watch; relisting", "err", err)
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	}
+}
+
+// pauseAfter logs why a watch loop must start over and waits a second
+// before it does; it reports false when ctx ended instead.
+func (o *Orchestrator) pauseAfter(ctx context.Context, msg string, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	o.log.Warn(msg, "err", err)
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -142,16 +151,8 @@ func (o *Orchestrator) followReleases(ctx context.Context) {
 				o.queue.Add(sessionKey(id))
 			}
 		}
-		if ctx.Err() != nil {
+		if !o.pauseAfter(ctx, "watch of released claims broken; watching again", err) {
 			return
-		}
-		o.log.Warn("watch of released claims broken; watching again", "err", err)
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
 		}
 	}
 }
