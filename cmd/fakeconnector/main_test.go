@@ -62,10 +62,12 @@ func TestRunServesAndStops(t *testing.T) {
 	}()
 
 	addrRE := regexp.MustCompile(`openOBD gRPC\s+(\S+)`)
+	ticketRE := regexp.MustCompile(`(?m)^  (\d+)\s`)
 	var addr string
 	deadline := time.Now().Add(10 * time.Second)
 	for addr == "" {
-		if m := addrRE.FindStringSubmatch(stdout.String()); m != nil && strings.Contains(stdout.String(), "demo tickets") {
+		// The banner is written a line at a time: wait for its last lines.
+		if m := addrRE.FindStringSubmatch(stdout.String()); m != nil && len(ticketRE.FindAllString(stdout.String(), -1)) >= 2 {
 			addr = m[1]
 			break
 		}
@@ -80,7 +82,7 @@ func TestRunServesAndStops(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
 		}
 	}
-	numbers := regexp.MustCompile(`(?m)^  (\d+)\s`).FindAllStringSubmatch(out, -1)
+	numbers := ticketRE.FindAllStringSubmatch(out, -1)
 	if len(numbers) != 2 {
 		t.Fatalf("banner lists %d tickets, want 2:\n%s", len(numbers), out)
 	}
