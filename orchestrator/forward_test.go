@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
+	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/controlplane"
 )
 
@@ -236,4 +237,27 @@ func deadAddress(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+// TestAcquireNamedSession: an acquire naming a session (as a replica
+// forwarding a cluster-wide acquire does) leases that session or none, and
+// never waits.
+func TestAcquireNamedSession(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	w := newWorld(t, worldOptions{tickets: 2})
+	a := w.startReplica("a", replicaOptions{})
+	ready := a.waitSessions(ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, 2)
+	for _, i := range []int{1, 0} {
+		id := ready[i].GetId()
+		got, err := a.core.AcquireSession(ctx, orchestrator.AcquireRequest{Runner: "runner-1", SessionID: id, NoWait: true})
+		if err != nil || got.Session.ID != id {
+			t.Fatalf("AcquireSession naming %s = %v, %v; want that session", id, got.Session, err)
+		}
+	}
+	for _, id := range []string{ready[0].GetId(), "no-such-session"} {
+		if _, err := a.core.AcquireSession(ctx, orchestrator.AcquireRequest{Runner: "runner-2", SessionID: id, NoWait: true}); !errors.Is(err, orchestrator.ErrNoSession) {
+			t.Errorf("AcquireSession naming %s (leased or unknown) = %v, want ErrNoSession", id, err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package orchestrator_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -36,6 +37,40 @@ type world struct {
 	jf      *fakejifeline.Env
 	etcd    *store.Embedded
 	etcdDir string
+	log     *testLog
+}
+
+// testLog keeps the replicas' logs of one test and prints them if the test
+// fails, so a failure on a loaded machine explains itself.
+// OBDORCH_TEST_LOG=1 also prints them as they are written.
+type testLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// logger is a replica's logger: everything is kept for the failure report.
+func (l *testLog) logger(replica string) *slog.Logger {
+	h := slog.Handler(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if os.Getenv("OBDORCH_TEST_LOG") != "" {
+		h = slog.NewMultiHandler(h, slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(h).With("replica", replica)
+}
+
+// report prints the kept logs when the test failed.
+func (l *testLog) report(t testing.TB) {
+	if !t.Failed() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t.Logf("replica logs:\n%s", l.buf.String())
 }
 
 // stopEtcd stops the embedded etcd server, as an outage; startEtcd starts
@@ -64,13 +99,15 @@ func newWorld(t testing.TB, o worldOptions) *world {
 	if err != nil {
 		t.Fatalf("fakejifeline.Start: %v", err)
 	}
+	log := &testLog{}
+	t.Cleanup(func() { log.report(t) }) // runs last: the replicas have stopped
 	t.Cleanup(func() { _ = jf.Close() })
 	dir := t.TempDir()
 	emb, err := store.StartEmbedded(t.Context(), store.EmbeddedConfig{Dir: dir, UnsafeNoFsync: true})
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
 	}
-	w := &world{t: t, jf: jf, etcd: emb, etcdDir: dir}
+	w := &world{t: t, jf: jf, etcd: emb, etcdDir: dir, log: log}
 	t.Cleanup(func() { _ = w.etcd.Close() })
 	return w
 }
@@ -140,9 +177,8 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 		cfg.RetryInitial = 20 * time.Millisecond
 		cfg.RetryMax = 200 * time.Millisecond
 	}
-	// OBDORCH_TEST_LOG=1 prints the replicas' core logs, for a failing test.
-	if os.Getenv("OBDORCH_TEST_LOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if cfg.Logger == nil {
+		cfg.Logger = w.log.logger(name)
 	}
 	core, err := orchestrator.New(cfg, st, pc, oc)
 	if err != nil {
@@ -156,7 +192,7 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 	}
 	var fwd *controlplane.Forwarder
 	if o.replicaToken != "" {
-		if fwd, err = controlplane.NewForwarder(controlplane.ForwardOptions{Replica: name, Token: o.replicaToken, Registry: st}); err != nil {
+		if fwd, err = controlplane.NewForwarder(controlplane.ForwardOptions{Replica: name, Token: o.replicaToken, Registry: st, Logger: cfg.Logger}); err != nil {
 			t.Fatalf("NewForwarder: %v", err)
 		}
 		svcOpts.Forwarder = fwd

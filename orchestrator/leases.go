@@ -78,9 +78,18 @@ func waited(ctx context.Context) string {
 }
 
 func (o *Orchestrator) tryAcquire(ctx context.Context, req AcquireRequest) (Acquired, bool, error) {
-	for _, a := range o.attachments() {
-		rec, ok := o.records.get(a.id) // the transition below re-reads and checks
-		if !ok || rec.State != session.StateReady || !matchAcquire(rec, req) || !a.serving() {
+	var candidates []*attachment
+	switch {
+	case req.SessionID == "":
+		candidates = o.attachments()
+	case o.attachment(req.SessionID) != nil:
+		candidates = []*attachment{o.attachment(req.SessionID)}
+	}
+	for _, a := range candidates {
+		// The transition below re-reads the record and checks its state;
+		// the cached state only spares it the sessions that are not READY.
+		rec, ok := o.records.get(a.id)
+		if !ok || (req.SessionID == "" && rec.State != session.StateReady) || !matchAcquire(rec, req) || !a.serving() {
 			continue
 		}
 		l := &session.Lease{ID: newID(), Holder: req.Runner, TTL: req.TTL, ExpireAt: o.cfg.Now().Add(req.TTL)}

@@ -72,6 +72,11 @@ type AcquireRequest struct {
 	// NoWait answers ErrNoSession at once when no session attached here
 	// matches, instead of waiting for one.
 	NoWait bool
+	// SessionID, when set, leases only that session, judged by its stored
+	// state rather than this replica's cache. A replica forwarding a
+	// cluster-wide acquire names the session its own watch saw READY: the
+	// owner's cache may not show that write yet.
+	SessionID string
 }
 
 // Acquired is a session leased to a runner.

@@ -45,6 +45,11 @@ const (
 	// ServedByHeader (a trailer) names the replica that served a forwarded
 	// call.
 	ServedByHeader = "x-obdorch-served-by"
+	// AcquireSessionHeader names, on an AcquireSession forwarded to a
+	// session's owner, the session the forwarding replica saw READY. The
+	// owner checks that session's stored state: its own cache may not show
+	// the write yet.
+	AcquireSessionHeader = "x-obdorch-acquire-session"
 )
 
 // Registry resolves a replica name to its advertised control-plane
@@ -222,6 +227,15 @@ func isForwarded(ctx context.Context) bool {
 	return v
 }
 
+// forwardedAcquireSession returns the session named by AcquireSessionHeader
+// on a forwarded call, or "" (any matching session).
+func forwardedAcquireSession(ctx context.Context) string {
+	if v := metadata.ValueFromIncomingContext(ctx, AcquireSessionHeader); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
 // ForwardInterceptors accept calls forwarded by other replicas. A call
 // naming a caller in x-obdorch-forwarded-for must come from a replica: a
 // principal of role replica (with AuthInterceptors installed before these)
@@ -358,7 +372,7 @@ func (s *Service) acquireFrom(ctx context.Context, rec *session.Record, req *orc
 	}
 	owner := &orchestrator.NotOwnerError{SessionID: rec.ID, Owner: rec.Owner, Address: addr}
 	resp, err := forwardUnary(ctx, f, owner, func(ctx context.Context, c orchestratorv1.OrchestratorServiceClient, opts ...grpc.CallOption) (*orchestratorv1.AcquireSessionResponse, error) {
-		return c.AcquireSession(ctx, req, opts...)
+		return c.AcquireSession(metadata.AppendToOutgoingContext(ctx, AcquireSessionHeader, rec.ID), req, opts...)
 	})
 	if err != nil {
 		f.opts.Logger.DebugContext(ctx, "acquire through the owner found nothing", "session_id", rec.ID, "owner", rec.Owner, "err", err)

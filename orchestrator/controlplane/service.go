@@ -264,6 +264,7 @@ func (s *Service) AcquireSession(ctx context.Context, req *orchestratorv1.Acquir
 			// Another replica saw a session here READY: lease it or say
 			// at once that it is gone.
 			acq.NoWait = true
+			acq.SessionID = forwardedAcquireSession(ctx)
 		} else {
 			return s.acquireAnywhere(ctx, acq, req)
 		}
