@@ -54,13 +54,14 @@ func (l *testLog) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
-// logger is a replica's logger: everything is kept for the failure report.
-func (l *testLog) logger(replica string) *slog.Logger {
+// logger is a replica's logger (the core names the replica in each line):
+// everything is kept for the failure report.
+func (l *testLog) logger() *slog.Logger {
 	h := slog.Handler(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if os.Getenv("OBDORCH_TEST_LOG") != "" {
 		h = slog.NewMultiHandler(h, slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(h).With("replica", replica)
+	return slog.New(h)
 }
 
 // report prints the kept logs when the test failed.
@@ -178,7 +179,7 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 		cfg.RetryMax = 200 * time.Millisecond
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = w.log.logger(name)
+		cfg.Logger = w.log.logger()
 	}
 	core, err := orchestrator.New(cfg, st, pc, oc)
 	if err != nil {

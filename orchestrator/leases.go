@@ -130,12 +130,7 @@ func (o *Orchestrator) renewLease(ctx context.Context, req AcquireRequest) (Acqu
 		}
 	}
 	if held == nil {
-		for _, r := range o.records.live() {
-			if r.Lease != nil && subtle.ConstantTimeCompare([]byte(r.Lease.ID), []byte(req.RenewLeaseID)) == 1 {
-				return Acquired{}, o.notOwner(ctx, r.ID, r.Owner)
-			}
-		}
-		return Acquired{}, fmt.Errorf("%w: no session holds lease %s…", ErrWrongLease, prefix(req.RenewLeaseID))
+		return Acquired{}, o.leaseElsewhere(ctx, req.RenewLeaseID)
 	}
 	expire := o.cfg.Now().Add(req.TTL)
 	rec, err := o.update(ctx, held.id, func(r *session.Record) error {
@@ -154,6 +149,34 @@ func (o *Orchestrator) renewLease(ctx context.Context, req AcquireRequest) (Acqu
 	held.setLease(rec.Lease)
 	o.queue.AddAfter(sessionKey(held.id), req.TTL)
 	return Acquired{Session: rec, LeaseID: req.RenewLeaseID, ExpireAt: expire}, nil
+}
+
+// leaseElsewhere is the error for a lease no session here holds: the
+// session's owner when another replica holds it, else ErrWrongLease. The
+// cache is asked first; as it may not show yet a lease just written through
+// another replica, a miss is confirmed by reading the live records from the
+// store.
+func (o *Orchestrator) leaseElsewhere(ctx context.Context, leaseID string) error {
+	holder := func(recs []*session.Record) *session.Record {
+		for _, r := range recs {
+			if r.Lease != nil && subtle.ConstantTimeCompare([]byte(r.Lease.ID), []byte(leaseID)) == 1 {
+				return r
+			}
+		}
+		return nil
+	}
+	r := holder(o.records.live())
+	if r == nil {
+		recs, _, err := o.store.ListLive(ctx)
+		if err != nil {
+			return storeErr(err)
+		}
+		r = holder(recs)
+	}
+	if r == nil {
+		return fmt.Errorf("%w: no session holds lease %s…", ErrWrongLease, prefix(leaseID))
+	}
+	return o.notOwner(ctx, r.ID, r.Owner)
 }
 
 // checkLease returns the attachment of session id if the call may use it:
