@@ -18,7 +18,7 @@ const (
 	DefaultCallTimeout        = 10 * time.Second
 	DefaultTokenLifetime      = 5400 * time.Second
 	DefaultTokenRefreshMargin = 30 * time.Second
-	DefaultResponseTimeout    = 10 * time.Second
+	DefaultResponseTimeout    = 2 * time.Second
 	DefaultP2Star             = 5 * time.Second
 	DefaultBusyRetryInterval  = 200 * time.Millisecond
 	DefaultReconnectInitial   = 500 * time.Millisecond

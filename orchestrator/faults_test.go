@@ -550,7 +550,7 @@ func TestFaultLateResponsesNeverMisdelivered(t *testing.T) {
 	)
 	g := newRelayRig(t, rigOptions{
 		openobd: fake.Options{RoutinePendingSpacing: late / 2},
-		cfg:     orchestrator.Config{P2Star: 50 * time.Millisecond},
+		client:  connector.Config{P2Star: 50 * time.Millisecond},
 	})
 	ctx := g.ctx
 	wantResults := []byte{0x71, 0x03, 0xFF, 0x00, 0x00} // 31 03 FF 00: routine results

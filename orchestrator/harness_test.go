@@ -136,7 +136,10 @@ type replica struct {
 }
 
 type replicaOptions struct {
-	cfg     orchestrator.Config
+	cfg orchestrator.Config
+	// client configures the openOBD client beyond the fake's address and
+	// credentials (P2, P2*).
+	client  connector.Config
 	svcOpts controlplane.Options
 	// replicaToken makes the replica one of a cluster: it also serves its
 	// control plane on a loopback TCP port, registers that address in the
@@ -163,10 +166,10 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 		t.Fatalf("partner.NewClient: %v", err)
 	}
 	host, port := splitHostPort(t, w.jf.OpenOBDAddr)
-	oc, err := connector.New(connector.Config{
-		ClientID: w.jf.ClientID, ClientSecret: w.jf.ClientSecret, Host: host, Port: port, RootCAs: w.jf.Certificate.RootCAs(),
-		ReconnectInitial: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Logger: quiet,
-	})
+	occ := o.client
+	occ.ClientID, occ.ClientSecret, occ.Host, occ.Port, occ.RootCAs = w.jf.ClientID, w.jf.ClientSecret, host, port, w.jf.Certificate.RootCAs()
+	occ.ReconnectInitial, occ.ReconnectMax, occ.Logger = 20*time.Millisecond, 200*time.Millisecond, quiet
+	oc, err := connector.New(occ)
 	if err != nil {
 		t.Fatalf("connector.New: %v", err)
 	}

@@ -82,9 +82,6 @@ type Config struct {
 	// FailOnLeaseExpiry fails a session whose runner went silent instead of
 	// returning it to READY.
 	FailOnLeaseExpiry bool
-	// RequestTimeout is the default UDS response timeout (P2, default 2 s);
-	// P2Star is the extended timeout after NRC 0x78 (default 5 s).
-	RequestTimeout, P2Star time.Duration
 	// QueueWait bounds how long a request waits for its turn on a busy
 	// channel (default 10 s).
 	QueueWait time.Duration
@@ -121,8 +118,6 @@ func (c Config) withDefaults() Config {
 	setDur(&c.RetryInitial, time.Second)
 	setDur(&c.RetryMax, 2*time.Minute)
 	setDur(&c.LeaseTTL, 30*time.Second)
-	setDur(&c.RequestTimeout, 2*time.Second)
-	setDur(&c.P2Star, 5*time.Second)
 	setDur(&c.QueueWait, 10*time.Second)
 	setDur(&c.TesterPresentInterval, 2*time.Second)
 	setDur(&c.TicketCheckInterval, time.Minute)

@@ -308,9 +308,11 @@ func (c *relayChannel) relay(ctx context.Context, req Request) (Response, error)
 	}
 	defer func() { <-c.turn }()
 
-	timeout := req.Timeout
-	if timeout <= 0 {
-		timeout = c.o.cfg.RequestTimeout
+	// P2 and P2* are the openOBD client's (connector.Config), unless the
+	// request sets its own response timeout.
+	var opts []connector.RequestOption
+	if req.Timeout > 0 {
+		opts = append(opts, connector.WithResponseTimeout(req.Timeout))
 	}
 	idempotent := req.Idempotent || uds.IsIdempotent(uds.SID(req.Payload[0]))
 	var resp Response
@@ -322,7 +324,7 @@ func (c *relayChannel) relay(ctx context.Context, req Request) (Response, error)
 		}
 		resp.Attempts++
 		sent := time.Now()
-		payload, err := iso.Request(ctx, req.Payload, connector.WithResponseTimeout(timeout), connector.WithP2Star(c.o.cfg.P2Star))
+		payload, err := iso.Request(ctx, req.Payload, opts...)
 		resp.ECUTime += time.Since(sent)
 		resp.TotalTime = time.Since(start)
 		var nre *connector.NegativeResponseError

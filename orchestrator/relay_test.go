@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/connector/fake"
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
 	"github.com/obdorch/obdorch/orchestrator"
@@ -62,6 +63,7 @@ type rigOptions struct {
 	tickets   int // default 1
 	openobd   fake.Options
 	cfg       orchestrator.Config
+	client    connector.Config
 	svc       controlplane.Options
 	noAcquire bool
 }
@@ -72,7 +74,7 @@ func newRelayRig(t *testing.T, o rigOptions) *relayRig {
 		o.tickets = 1
 	}
 	w := newWorld(t, worldOptions{tickets: o.tickets, openobd: o.openobd})
-	r := w.startReplica("a", replicaOptions{cfg: o.cfg, svcOpts: o.svc})
+	r := w.startReplica("a", replicaOptions{cfg: o.cfg, client: o.client, svcOpts: o.svc})
 	g := &relayRig{t: t, w: w, r: r, ctx: testCtx(t)}
 	r.waitSessions(g.ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, o.tickets)
 	if !o.noAcquire {

@@ -98,8 +98,8 @@ type Channel struct {
 // Request is one UDS request to relay.
 type Request struct {
 	Payload []byte
-	// Timeout is the time allowed for the response; zero means the
-	// orchestrator's default.
+	// Timeout is the time allowed for the response (P2); zero means the
+	// openOBD client's (connector.Config.ResponseTimeout).
 	Timeout time.Duration
 	// Idempotent marks a request that may be re-sent after a broken stream.
 	Idempotent bool

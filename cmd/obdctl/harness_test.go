@@ -63,7 +63,7 @@ func startOrchestrator(t *testing.T, tickets int) *testOrchestrator {
 	serving := make(chan struct{})
 	core, err := orchestrator.New(orchestrator.Config{
 		IntakeState: partner.TicketOutsourced, ResyncInterval: time.Hour, Workers: 8, LeaseTTL: 30 * time.Second,
-		RequestTimeout: 2 * time.Second, P2Star: 5 * time.Second, Logger: log,
+		Logger: log,
 		OnHealth: func(healthy bool, _ string) {
 			if healthy && srv != nil {
 				srv.SetServing(true)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/partner"
 )
 
@@ -154,8 +155,8 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.resync, "resync-interval", 15*time.Second, "time between intake passes")
 	fs.IntVar(&c.workers, "workers", 64, "concurrent reconciles")
 
-	fs.DurationVar(&c.requestTimeout, "request-timeout", 2*time.Second, "default UDS response timeout (P2)")
-	fs.DurationVar(&c.p2Star, "p2-star", 5*time.Second, "UDS timeout after response pending (P2*)")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", connector.DefaultResponseTimeout, "default UDS response timeout (P2), for requests that set none")
+	fs.DurationVar(&c.p2Star, "p2-star", connector.DefaultP2Star, "UDS timeout after each response pending (P2*)")
 	fs.DurationVar(&c.leaseTTL, "lease-ttl", 30*time.Second, "default runner lease")
 	fs.BoolVar(&c.failOnLeaseExpiry, "fail-on-lease-expiry", false, "fail a session whose runner lease expires instead of returning it to READY")
 

@@ -321,8 +321,6 @@ func newParts(cfg *config, log *slog.Logger, st *store.Store, pc *partner.Client
 		Workers:                   cfg.workers,
 		LeaseTTL:                  cfg.leaseTTL,
 		FailOnLeaseExpiry:         cfg.failOnLeaseExpiry,
-		RequestTimeout:            cfg.requestTimeout,
-		P2Star:                    cfg.p2Star,
 		Logger:                    log.With("component", "core"),
 		OnHealth: func(healthy bool, reason string) {
 			if p.srv != nil {

@@ -39,6 +39,10 @@ type Options struct {
 	Core orchestrator.Config
 	// OpenOBD configures the fake openOBD server (faults, timing).
 	OpenOBD fake.Options
+	// Client configures the orchestrator's openOBD client, such as the UDS
+	// timeouts (ResponseTimeout is P2, P2Star is P2*); the fake's address
+	// and credentials are filled in.
+	Client connector.Config
 	// Logger receives the orchestrator's logs; default discards them.
 	Logger *slog.Logger
 }
@@ -131,9 +135,12 @@ func New(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("openOBD port: %w", err)
 	}
-	oc, err := connector.New(connector.Config{
-		ClientID: jf.ClientID, ClientSecret: jf.ClientSecret, Host: host, Port: port, Insecure: true, Logger: log,
-	})
+	occ := opts.Client
+	occ.ClientID, occ.ClientSecret, occ.Host, occ.Port, occ.Insecure = jf.ClientID, jf.ClientSecret, host, port, true
+	if occ.Logger == nil {
+		occ.Logger = log
+	}
+	oc, err := connector.New(occ)
 	if err != nil {
 		return nil, fmt.Errorf("openOBD client: %w", err)
 	}

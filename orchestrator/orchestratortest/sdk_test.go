@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/connector/fake"
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
-	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/orchestratortest"
 	"github.com/obdorch/obdorch/sdk"
 	"github.com/obdorch/obdorch/sdk/uds"
@@ -298,7 +298,7 @@ func silentEngine(t *testing.T, env *orchestratortest.Env) {
 }
 
 func TestLeaseLostMidCall(t *testing.T) {
-	env := orchestratortest.Start(t, orchestratortest.Options{Tickets: 1, Core: orchestrator.Config{RequestTimeout: time.Minute}})
+	env := orchestratortest.Start(t, orchestratortest.Options{Tickets: 1, Client: connector.Config{ResponseTimeout: time.Minute}})
 	ctx := testCtx(t)
 	signal, sent := sentSignal()
 	// No background renewal: only the request's own traffic extends the
@@ -378,7 +378,7 @@ func dialConn(t *testing.T, env *orchestratortest.Env) *grpc.ClientConn {
 }
 
 func TestInterruptedMidCall(t *testing.T) {
-	env := orchestratortest.Start(t, orchestratortest.Options{Tickets: 1, Core: orchestrator.Config{RequestTimeout: time.Minute}})
+	env := orchestratortest.Start(t, orchestratortest.Options{Tickets: 1, Client: connector.Config{ResponseTimeout: time.Minute}})
 	ctx := testCtx(t)
 	signal, sent := sentSignal()
 	c, s := acquire(t, ctx, env, sdk.AcquireOptions{}, signal)
