@@ -124,7 +124,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	logLevel := fs.String("log-level", "info", "`level` of this tool's logs: debug, info, warn or error")
 	orchLevel := fs.String("orchestrator-log-level", "warn", "`level` of the in-process orchestrator's, store's and fake's logs (info logs every control-plane call)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each measured phase to `prefix`-<scenario>-<phase>.pprof")
-	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile at the end of each scenario's measurement (memory: with the sessions idle) to `prefix`-<scenario>.pprof, and the allocations so far at the end of each measured phase to prefix-<scenario>-<phase>.allocs.pprof (cumulative: compare phases with go tool pprof -base)")
+	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile at the end of each scenario's measurement (memory: with the sessions idle) to `prefix`-<scenario>.pprof with its goroutines in prefix-<scenario>.goroutine.pprof, and the allocations so far at the end of each measured phase to prefix-<scenario>-<phase>.allocs.pprof (cumulative: compare phases with go tool pprof -base)")
 	fs.StringVar(&c.mutexProfile, "mutexprofile", "", "sample lock contention and write it at the end of each measured phase to `prefix`-<scenario>-<phase>.mutex.pprof (cumulative, like the allocations)")
 	fs.StringVar(&c.trace, "trace", "", "write an execution trace of each measured phase to `prefix`-<scenario>-<phase>.trace (go tool trace)")
 	if err := fs.Parse(args); err != nil {

@@ -324,4 +324,16 @@ func (r *runner) heapProfile(scenario string) {
 		return
 	}
 	r.log.Info("heap profile written", "path", path)
+	gpath := fmt.Sprintf("%s-%s%s.goroutine.pprof", r.cfg.memProfile, scenario, r.runSuffix())
+	g, err := os.Create(gpath)
+	if err != nil {
+		r.log.Error("goroutine profile not written", "err", err)
+		return
+	}
+	defer g.Close()
+	if err := pprof.Lookup("goroutine").WriteTo(g, 0); err != nil {
+		r.log.Error("goroutine profile not written", "err", err)
+		return
+	}
+	r.log.Info("goroutine profile written", "path", gpath)
 }
