@@ -55,14 +55,32 @@ var errSkip = errors.New("nothing to write")
 // update applies fn to the newest record and writes it, retrying on
 // concurrent changes. fn may return errSkip to write nothing. A fenced
 // write (another replica took the session) lets go of the session here.
+//
+// The first try starts from the cached record, which is current whenever
+// this replica wrote last (its own writes go into the cache as they are
+// made): that spares a linearizable store read per write, which costs about
+// as much as the write. The write is conditioned on the record's revision,
+// so a stale cached copy only costs a conflict and a retry from the store;
+// and an outcome that writes nothing (errSkip or an error of fn) is decided
+// on the record read from the store, never on the cached one.
 func (o *Orchestrator) update(ctx context.Context, id string, fn func(r *session.Record) error) (*session.Record, error) {
+	cached, fromCache := o.records.get(id)
 	for {
-		rec, err := o.store.Get(ctx, id)
-		if err != nil {
-			return nil, storeErr(err)
+		var rec *session.Record
+		if fromCache {
+			rec = cached.Clone()
+		} else {
+			var err error
+			if rec, err = o.store.Get(ctx, id); err != nil {
+				return nil, storeErr(err)
+			}
 		}
 		before := rec.UpdatedAt
 		if err := fn(rec); err != nil {
+			if fromCache {
+				fromCache = false
+				continue
+			}
 			if errors.Is(err, errSkip) {
 				return rec, nil
 			}
@@ -71,12 +89,13 @@ func (o *Orchestrator) update(ctx context.Context, id string, fn func(r *session
 		if rec.UpdatedAt.Equal(before) { // a transition sets its own time
 			rec.UpdatedAt = o.cfg.Now()
 		}
-		err = o.store.Update(ctx, rec)
+		err := o.store.Update(ctx, rec)
 		switch {
 		case err == nil:
 			o.records.put(rec)
 			return rec, nil
 		case errors.Is(err, store.ErrConflict):
+			fromCache = false
 			continue
 		case errors.Is(err, store.ErrFinal):
 			o.forget(id)
