@@ -147,13 +147,19 @@ type replicaOptions struct {
 	replicaToken string
 	// tokens turn authentication on.
 	tokens *controlplane.Tokens
+	// storeLeaseTTL replaces the default storeLeaseTTL.
+	storeLeaseTTL time.Duration
 }
 
 func (w *world) startReplica(name string, o replicaOptions) *replica {
 	t := w.t
 	t.Helper()
 	ctx := context.WithoutCancel(t.Context())
-	st, err := store.Open(ctx, store.Config{Endpoints: w.etcd.Endpoints(), Replica: name, LeaseTTL: storeLeaseTTL})
+	leaseTTL := storeLeaseTTL
+	if o.storeLeaseTTL > 0 {
+		leaseTTL = o.storeLeaseTTL
+	}
+	st, err := store.Open(ctx, store.Config{Endpoints: w.etcd.Endpoints(), Replica: name, LeaseTTL: leaseTTL})
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}

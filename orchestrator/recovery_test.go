@@ -406,10 +406,14 @@ func TestCallerErrors(t *testing.T) {
 
 // TestTokenSaveIsRetried: a token that arrives while the store cannot be
 // reached is saved once it can, even if no newer token comes: the stored
-// token is never older than the newest one received.
+// token is never older than the newest one received. The outage lasts
+// longer than any single store call may wait (10 s), so only a retried
+// save stores the token, and shorter than the replica's store lease.
 func TestTokenSaveIsRetried(t *testing.T) {
+	t.Parallel()
+	const outage = 12 * time.Second
 	w := newWorld(t, worldOptions{tickets: 1, openobd: fake.Options{TokenRotation: 200 * time.Millisecond}})
-	r := w.startReplica("a", replicaOptions{})
+	r := w.startReplica("a", replicaOptions{storeLeaseTTL: 2 * outage})
 	ctx := testCtx(t)
 	s := r.waitSessions(ctx, t, stateReady, 1)[0]
 	faults := w.jf.OpenOBD.Faults()
@@ -425,6 +429,11 @@ func TestTokenSaveIsRetried(t *testing.T) {
 	}
 	all := w.jf.OpenOBD.IssuedTokens()
 	newest := all[len(all)-1]
+	select { // the outage itself, not a wait for an event
+	case <-time.After(outage):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
 	w.startEtcd()
 	poll(ctx, t, "the newest token is stored after the outage", func() bool {
 		rec, err := r.store.Get(ctx, s.GetId())
