@@ -223,8 +223,10 @@ func refuseStartsThenRecover(t *testing.T, resync time.Duration) {
 	}})
 	ctx := testCtx(t)
 
-	// Every ticket gets a record, and the records stay PENDING.
-	for end := began.Add(refusedFor); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	// Every ticket gets a record, and the records stay PENDING: until
+	// every ticket's start was refused once, and for refusedFor after
+	// that, while intake runs every resync.
+	pendingOnly := func() {
 		resp, err := r.client.ListSessions(ctx, &orchestratorv1.ListSessionsRequest{PageSize: 100})
 		if err != nil {
 			t.Fatalf("ListSessions: %v", err)
@@ -234,6 +236,13 @@ func refuseStartsThenRecover(t *testing.T, resync time.Duration) {
 				t.Fatalf("session %s is %s (%q) while openOBD refuses starts, want PENDING", s.GetId(), s.GetState(), s.GetReason())
 			}
 		}
+	}
+	poll(ctx, t, "every ticket's start refused once", func() bool {
+		pendingOnly()
+		return startCalls(w) >= tickets
+	})
+	for end := time.Now().Add(refusedFor); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		pendingOnly()
 	}
 	r.waitSessions(ctx, t, statePending, tickets)
 	refused := startCalls(w)
