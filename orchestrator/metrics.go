@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/obdorch/obdorch/orchestrator/session"
 )
@@ -68,16 +69,19 @@ var (
 		}
 		return m
 	}()
-	outcomeAttrs = func() map[string]metric.MeasurementOption {
-		m := map[string]metric.MeasurementOption{}
+	// The relay's options are slices built once and passed on as they
+	// are: a variadic list written out at the call would be allocated on
+	// every request, since the instruments are interfaces.
+	outcomeAttrs = func() map[string][]metric.AddOption {
+		m := map[string][]metric.AddOption{}
 		for _, o := range []string{"positive", "negative", "timeout", "busy", "unavailable", "aborted", "canceled", "error"} {
-			m[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
+			m[o] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))}
 		}
 		return m
 	}()
-	partTotal = metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "total")))
-	partECU   = metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "ecu")))
-	partAdded = metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "added")))
+	partTotal = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "total")))}
+	partECU   = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "ecu")))}
+	partAdded = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("part", "added")))}
 	kindAttrs = map[string]metric.MeasurementOption{
 		"resend": metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "resend"))),
 		"reopen": metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "reopen"))),
@@ -90,11 +94,18 @@ var (
 )
 
 func (m *metrics) relayed(ctx context.Context, outcome string, r Response) {
-	m.requests.Add(ctx, 1, outcomeAttrs[outcome])
+	// The instruments look for a sampled span in ctx (exemplars) once per
+	// measurement, walking the whole chain of a stream's context: find it
+	// once, and hand the instruments a short context carrying only it.
+	mctx := context.Background()
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		mctx = trace.ContextWithSpanContext(mctx, sc)
+	}
+	m.requests.Add(mctx, 1, outcomeAttrs[outcome]...)
 	if r.TotalTime > 0 {
-		m.relayTime.Record(ctx, r.TotalTime.Seconds(), partTotal)
-		m.relayTime.Record(ctx, r.ECUTime.Seconds(), partECU)
-		m.relayTime.Record(ctx, (r.TotalTime - r.ECUTime).Seconds(), partAdded)
+		m.relayTime.Record(mctx, r.TotalTime.Seconds(), partTotal...)
+		m.relayTime.Record(mctx, r.ECUTime.Seconds(), partECU...)
+		m.relayTime.Record(mctx, (r.TotalTime - r.ECUTime).Seconds(), partAdded...)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -133,7 +134,7 @@ func (l *attachment) channel(o *Orchestrator, ch Channel) (*relayChannel, error)
 	if rc, ok := l.channels[k]; ok {
 		return rc, nil
 	}
-	if !l.buses[ch.BusName] {
+	if !slices.Contains(l.buses, ch.BusName) {
 		return nil, invalid("channel.bus_name", "bus %q is not configured on this session (see its buses; ConfigureBus adds buses)", ch.BusName)
 	}
 	if len(l.channels) >= maxChannels {
@@ -166,6 +167,17 @@ func (l *attachment) closeChannels(cause error) {
 // stream returns the open ISO-TP stream, (re)opening it with jittered
 // backoff within ctx.
 func (c *relayChannel) stream(ctx context.Context) (*connector.IsotpChannel, error) {
+	// The common case, an open stream, needs no turn at opening.
+	c.mu.Lock()
+	if iso := c.iso; iso != nil && c.closed == nil {
+		select {
+		case <-iso.Done():
+		default:
+			c.mu.Unlock()
+			return iso, nil
+		}
+	}
+	c.mu.Unlock()
 	select {
 	case c.opening <- struct{}{}:
 	case <-ctx.Done():
@@ -279,9 +291,13 @@ func (c *relayChannel) do(ctx context.Context, req Request) (Response, error) {
 	return resp, err
 }
 
+func isInterrupted(err error) bool {
+	_, ok := errors.AsType[*InterruptedError](err)
+	return ok
+}
+
 // outcome names a relayed request's result for the metrics.
 func outcome(r Response, err error) string {
-	var interrupted *InterruptedError
 	switch {
 	case err == nil && r.Negative:
 		return "negative"
@@ -293,7 +309,7 @@ func outcome(r Response, err error) string {
 		return "busy"
 	case errors.Is(err, ErrUnavailable):
 		return "unavailable"
-	case errors.As(err, &interrupted):
+	case isInterrupted(err):
 		return "aborted"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
@@ -327,13 +343,14 @@ func (c *relayChannel) relay(ctx context.Context, req Request) (Response, error)
 		payload, err := iso.Request(ctx, req.Payload, opts...)
 		resp.ECUTime += time.Since(sent)
 		resp.TotalTime = time.Since(start)
-		var nre *connector.NegativeResponseError
-		switch {
-		case err == nil:
+		if err == nil {
 			resp.Payload = payload
 			c.observe(req.Payload, payload)
 			return resp, nil
-		case errors.As(err, &nre):
+		}
+		nre, negative := errors.AsType[*connector.NegativeResponseError](err)
+		switch {
+		case negative:
 			resp.Payload, resp.Negative, resp.NRC = payload, true, byte(nre.NRC)
 			return resp, nil
 		case errors.Is(err, connector.ErrTimeout):
