@@ -373,6 +373,12 @@ func (s *Session) WatchConnectorInformation(ctx context.Context, fn func(*openob
 // runTokenStream keeps openSessionTokenStream open while the session lives,
 // reopening it with jittered exponential backoff when it breaks. It ends the
 // session when the server says the session is over.
+//
+// It is the one goroutine an idle session has (gRPC adds one of its own per
+// open stream), so it is kept lean: no context of its own per stream (the
+// stream ends with the session's context, or has ended when Recv fails), and
+// a plain loop around the backoff, which keeps its stack shallow while it
+// waits in Recv.
 func (s *Session) runTokenStream() {
 	defer s.wg.Done()
 	const op = "openSessionTokenStream"
@@ -382,31 +388,36 @@ func (s *Session) runTokenStream() {
 		backoff.WithMaxInterval(cfg.ReconnectMax),
 		backoff.WithMaxElapsedTime(0), // retry while the session lives
 	)
-	err := backoff.RetryNotify(func() error {
+	for {
 		err := s.readTokens(b)
 		if s.ctx.Err() != nil {
-			return backoff.Permanent(s.ctx.Err())
+			return
 		}
-		err = s.streamEnded(s.ctx, op, err)
-		if KindOf(err) != KindRetryable {
-			return backoff.Permanent(err)
+		if err = s.streamEnded(s.ctx, op, err); KindOf(err) != KindRetryable {
+			if s.ctx.Err() == nil {
+				s.end(err)
+			}
+			return
 		}
-		return err
-	}, backoff.WithContext(b, s.ctx), func(err error, wait time.Duration) {
+		wait := b.NextBackOff()
 		s.log.Warn("session token stream broken, reopening",
 			slog.String("error", err.Error()), slog.Duration("retry_in", wait))
-	})
-	if s.ctx.Err() == nil {
-		s.end(err)
+		t := time.NewTimer(wait)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
 }
 
 // readTokens opens the token stream and stores every token it delivers
-// until the stream breaks. A delivered token resets the backoff.
+// until the stream breaks. A delivered token resets the backoff. It returns
+// only once Recv failed (or the stream could not open), when gRPC has
+// released the stream.
 func (s *Session) readTokens(b backoff.BackOff) error {
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	stream, err := s.session.OpenSessionTokenStream(s.outgoing(ctx), &openobdv1.EmptyMessage{})
+	stream, err := s.session.OpenSessionTokenStream(s.outgoing(s.ctx), &openobdv1.EmptyMessage{})
 	if err != nil {
 		return err
 	}

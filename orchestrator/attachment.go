@@ -38,8 +38,9 @@ type attachment struct {
 	// sess is the attached openOBD session; nil until authenticate or
 	// resume succeeded.
 	sess *connector.Session
-	// buses are the names of the configured buses; channels must use one.
-	buses map[string]bool
+	// buses are the names of the configured buses (at most four);
+	// channels must use one.
+	buses []string
 	// channels are the open relay channels, by ECU address.
 	channels map[channelKey]*relayChannel
 	// lease mirrors the stored runner lease (nil when nobody leases the
@@ -277,10 +278,10 @@ func (a *attachment) ticketCheckDue(now time.Time, every time.Duration) (bool, t
 	return true, every
 }
 
-func busNames(buses []session.Bus) map[string]bool {
-	m := make(map[string]bool, len(buses))
-	for _, b := range buses {
-		m[b.Name] = true
+func busNames(buses []session.Bus) []string {
+	names := make([]string, len(buses))
+	for i, b := range buses {
+		names[i] = b.Name
 	}
-	return m
+	return names
 }
