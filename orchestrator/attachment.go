@@ -221,6 +221,12 @@ func (a *attachment) receivedToken(token string, at time.Time) {
 	a.token, a.tokenAt, a.tokenStored = token, at, false
 }
 
+// keptToken is a session token received at a time.
+type keptToken struct {
+	token string
+	at    time.Time
+}
+
 // unsavedToken returns the newest token if the store does not have it yet.
 func (a *attachment) unsavedToken() (string, time.Time, bool) {
 	a.mu.Lock()

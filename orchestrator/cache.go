@@ -174,9 +174,16 @@ func (o *Orchestrator) followLease(ctx context.Context) {
 		const reason = "store lease lost: this replica holds no session until etcd grants it a new lease"
 		o.log.Warn(reason)
 		o.health.fence(reason)
+		kept := map[string]keptToken{}
 		for _, a := range o.attachments() {
+			if token, at, unsaved := a.unsavedToken(); unsaved {
+				kept[a.id] = keptToken{token, at}
+			}
 			o.forget(a.id)
 		}
+		o.mu.Lock()
+		o.kept = kept
+		o.mu.Unlock()
 		b := backoff.NewExponentialBackOff(
 			backoff.WithInitialInterval(100*time.Millisecond),
 			backoff.WithMaxInterval(5*time.Second),

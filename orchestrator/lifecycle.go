@@ -213,6 +213,11 @@ func (o *Orchestrator) adopt(ctx context.Context, rec *session.Record) (*session
 		why = fmt.Sprintf("adopted by replica %s again: its earlier store lease ended (a restart, or a lease lost while paused)", me)
 	}
 	rec.Note(me, why, now)
+	if k, ok := o.takeKept(rec.ID); ok && k.at.After(rec.OpenOBD.TokenReceivedAt) {
+		// This replica received a newer token before it lost its store
+		// lease and could not store it then.
+		rec.OpenOBD.Token, rec.OpenOBD.TokenReceivedAt = k.token, k.at
+	}
 	if l := rec.Lease; l != nil {
 		// The runner could not renew while nobody owned the session: its
 		// lease gets a full TTL from the adoption.
@@ -235,6 +240,16 @@ func (o *Orchestrator) adopt(ctx context.Context, rec *session.Record) (*session
 	a.mu.Unlock()
 	o.logger(ctx).InfoContext(ctx, "session adopted", "session_id", rec.ID, "state", rec.State.String(), "previous_owner", rec.History[len(rec.History)-1].Reason)
 	return rec, a, nil
+}
+
+// takeKept returns and forgets the token kept for session id when the store
+// lease was lost.
+func (o *Orchestrator) takeKept(id string) (keptToken, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k, ok := o.kept[id]
+	delete(o.kept, id)
+	return k, ok
 }
 
 func maxTime(a, b time.Time) time.Time {

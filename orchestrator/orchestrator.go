@@ -148,7 +148,8 @@ func (c Config) withDefaults() Config {
 // Orchestrator is the core. Create it with New and run it with Start; the
 // control-plane operations may be called as soon as New returns.
 //
-// Locking: mu guards the attachments map and the ready channel only, and is
+// Locking: mu guards the attachments map, the ready channel and the kept
+// tokens only, and is
 // never held while calling out or while taking another lock. Each
 // attachment has its own mutex (see attachment). The lock order is
 // Orchestrator.mu, then attachment.mu, then relayChannel.mu; code takes at
@@ -184,6 +185,11 @@ type Orchestrator struct {
 	// ready is closed and replaced whenever a session may have become
 	// available to AcquireSession.
 	ready chan struct{}
+	// kept are the session tokens that were not stored yet when the store
+	// lease was lost, by session id: if this replica adopts the session
+	// again, the adoption stores the token (the stored one is older). Each
+	// lost lease replaces them; an adoption takes its session's out.
+	kept map[string]keptToken
 
 	wg sync.WaitGroup
 }

@@ -509,3 +509,46 @@ func TestLostStoreLeaseIsRegained(t *testing.T) {
 		t.Errorf("openOBD got %d start calls, want 2 (sessions re-attached with their stored tokens)", n)
 	}
 }
+
+// TestTokenKeptAcrossLostStoreLease: a token received while the store is
+// unreachable, and still unsaved when the replica's store lease ends, is
+// stored when the replica adopts the session again: the stored token is
+// never older than the newest one received.
+func TestTokenKeptAcrossLostStoreLease(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOptions{tickets: 1, openobd: fake.Options{TokenRotation: 200 * time.Millisecond}})
+	healthy := make(chan bool, 16)
+	r := w.startReplica("a", replicaOptions{cfg: orchestrator.Config{OnHealth: func(ok bool, _ string) {
+		select {
+		case healthy <- ok:
+		default:
+		}
+	}}})
+	ctx := testCtx(t)
+	s := r.waitSessions(ctx, t, stateReady, 1)[0]
+	faults := w.jf.OpenOBD.Faults()
+
+	w.stopEtcd()
+	issued := len(w.jf.OpenOBD.IssuedTokens())
+	poll(ctx, t, "a token issued during the outage", func() bool { return len(w.jf.OpenOBD.IssuedTokens()) > issued })
+	// No more tokens from now on, and no re-attach: openOBD hangs.
+	faults.Hang(true)
+	t.Cleanup(func() { faults.Hang(false) })
+	if err := faults.DropStreams(s.GetOpenobdSessionId()); err != nil {
+		t.Fatal(err)
+	}
+	all := w.jf.OpenOBD.IssuedTokens()
+	newest := all[len(all)-1]
+	for ok := true; ok; { // the store lease ends during the outage
+		select {
+		case ok = <-healthy:
+		case <-ctx.Done():
+			t.Fatal("the replica never reported itself unhealthy after losing its store lease")
+		}
+	}
+	w.startEtcd()
+	poll(ctx, t, "the newest token is stored by the adoption after the outage", func() bool {
+		rec, err := r.store.Get(ctx, s.GetId())
+		return err == nil && rec.OpenOBD.Token == newest && rec.Owner == "a"
+	})
+}
