@@ -165,7 +165,7 @@ func notLive(r *session.Record) error {
 // reconcileSession drives one session towards READY, keeps it healthy
 // while it is attached, or adopts it when its owner is gone.
 func (o *Orchestrator) reconcileSession(ctx context.Context, id string) (result, error) {
-	rec, err := o.store.Get(ctx, id)
+	rec, err := o.sessionRecord(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		o.forget(id)
 		return result{}, nil
@@ -201,6 +201,22 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) (result,
 		return o.resume(ctx, rec, a)
 	}
 	return o.maintain(ctx, rec, a)
+}
+
+// sessionRecord reads the record a reconcile starts from: from the store,
+// except for the first reconcile of a session this replica has just created
+// (its attachment still has the fresh start attempt and the cached record
+// is the PENDING one written by create), where the cached record is the
+// stored one and the store read would cost as much as a write. Nothing but
+// this replica writes that record while it holds the claims, and the write
+// that follows (STARTING) is conditioned on the record's revision.
+func (o *Orchestrator) sessionRecord(ctx context.Context, id string) (*session.Record, error) {
+	if a := o.attachment(id); a != nil && a.hasFreshAttempt() {
+		if rec, ok := o.records.get(id); ok && rec.State == session.StatePending && rec.OpenOBD.SessionID == "" {
+			return rec.Clone(), nil
+		}
+	}
+	return o.store.Get(ctx, id)
 }
 
 // adopt takes over a live session whose owner is gone (its claims went
@@ -626,8 +642,9 @@ func (o *Orchestrator) saveToken(ctx context.Context, a *attachment) error {
 func (o *Orchestrator) sessionOptions(a *attachment) []connector.SessionOption {
 	return []connector.SessionOption{
 		connector.OnToken(func(token string, received time.Time) {
-			a.receivedToken(token, received)
-			o.queue.Add(sessionKey(a.id))
+			if a.receivedToken(token, received) {
+				o.queue.Add(sessionKey(a.id))
+			}
 		}),
 		connector.OnEnd(func(error) { o.queue.Add(sessionKey(a.id)) }),
 	}
