@@ -82,7 +82,7 @@ func (s *Session) OpenIsotp(ctx context.Context, channel Channel) (*IsotpChannel
 		cancel()
 		return nil, classify(ctx, op, err, s.secrets()...)
 	}
-	c := newIsotpChannel(s, stream, cancel, channel.wire(), s.log, s.client.cfg)
+	c := newIsotpChannel(s, stream, cancel, channel.wire(), s.logger(), s.client.cfg)
 
 	s.mu.Lock()
 	if err := s.Err(); err != nil {

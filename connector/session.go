@@ -51,7 +51,6 @@ func OnEnd(fn func(err error)) SessionOption {
 type Session struct {
 	client  *Client
 	info    SessionInfo // without the authentication token
-	log     *slog.Logger
 	onToken func(string, time.Time)
 	onEnd   func(error)
 
@@ -99,7 +98,7 @@ func (c *Client) Attach(ctx context.Context, info SessionInfo, opts ...SessionOp
 	if err := c.start(s); err != nil {
 		return nil, err
 	}
-	s.log.Info("session attached")
+	s.logger().Info("session attached")
 	return s, nil
 }
 
@@ -138,7 +137,7 @@ func (c *Client) Resume(ctx context.Context, info SessionInfo, token string, opt
 	if err := c.start(s); err != nil {
 		return nil, err
 	}
-	s.log.Info("session resumed")
+	s.logger().Info("session resumed")
 	return s, nil
 }
 
@@ -158,7 +157,6 @@ func (c *Client) newSession(ctx context.Context, info SessionInfo, opts []Sessio
 	return &Session{
 		client:   c,
 		info:     info,
-		log:      c.log.With(slog.String("session_id", info.ID)),
 		onToken:  o.onToken,
 		onEnd:    o.onEnd,
 		session:  openobdv1.NewSessionClient(cc),
@@ -185,6 +183,13 @@ func (c *Client) start(s *Session) error {
 	s.wg.Add(1)
 	go s.runTokenStream()
 	return nil
+}
+
+// logger returns the client's logger with the session's id. It is built
+// when something is logged (rarely) rather than kept: an idle session would
+// hold a copy of the handler's preformatted attributes for nothing.
+func (s *Session) logger() *slog.Logger {
+	return s.client.log.With(slog.String("session_id", s.info.ID))
 }
 
 // ID returns the openOBD session id.
@@ -245,7 +250,7 @@ func (s *Session) end(cause error) {
 			ch.closeWith(cause)
 		}
 		if !errors.Is(cause, ErrClosed) {
-			s.log.Info("session ended", slog.String("reason", cause.Error()))
+			s.logger().Info("session ended", slog.String("reason", cause.Error()))
 			if s.onEnd != nil {
 				s.onEnd(cause)
 			}
@@ -400,7 +405,7 @@ func (s *Session) runTokenStream() {
 			return
 		}
 		wait := b.NextBackOff()
-		s.log.Warn("session token stream broken, reopening",
+		s.logger().Warn("session token stream broken, reopening",
 			slog.String("error", err.Error()), slog.Duration("retry_in", wait))
 		t := time.NewTimer(wait)
 		select {
@@ -431,7 +436,9 @@ func (s *Session) readTokens(b backoff.BackOff) error {
 		}
 		s.setToken(tok.GetValue())
 		b.Reset()
-		s.log.Debug("session token received")
+		if s.client.log.Enabled(s.ctx, slog.LevelDebug) {
+			s.logger().Debug("session token received")
+		}
 	}
 }
 
@@ -473,7 +480,7 @@ func (s *Session) confirmEnd(ctx context.Context, op string, e error) error {
 	case KindOf(err) == KindNotFound:
 		return &Error{Kind: KindInterrupted, Op: op, Message: "session no longer known to openOBD"}
 	case err != nil:
-		s.log.Debug("getSession after a failed session call failed too",
+		s.logger().Debug("getSession after a failed session call failed too",
 			slog.String("op", op), slog.String("error", err.Error()))
 	}
 	return e
