@@ -82,7 +82,7 @@ func setFaults(t testing.TB, f *partnertest.Server, ft partnertest.Faults) {
 // waitFor polls cond until it holds; for synchronising with requests in flight, not for timing.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a bound on the wait, not a speed
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
