@@ -229,7 +229,7 @@ func (o *Orchestrator) adopt(ctx context.Context, rec *session.Record) (*session
 		why = fmt.Sprintf("adopted by replica %s again: its earlier store lease ended (a restart, or a lease lost while paused)", me)
 	}
 	rec.Note(me, why, now)
-	if k, ok := o.takeKept(rec.ID); ok && k.at.After(rec.OpenOBD.TokenReceivedAt) {
+	if k, ok := o.keptToken(rec.ID); ok && k.at.After(rec.OpenOBD.TokenReceivedAt) {
 		// This replica received a newer token before it lost its store
 		// lease and could not store it then.
 		rec.OpenOBD.Token, rec.OpenOBD.TokenReceivedAt = k.token, k.at
@@ -242,10 +242,12 @@ func (o *Orchestrator) adopt(ctx context.Context, rec *session.Record) (*session
 	if err := o.store.Adopt(ctx, rec); err != nil {
 		var claimed *store.ClaimedError
 		if errors.As(err, &claimed) || errors.Is(err, store.ErrConflict) {
+			o.dropKept(rec.ID)
 			return nil, nil, nil // another replica owns it, or it moved on
 		}
-		return nil, nil, fmt.Errorf("adopt: %w", err)
+		return nil, nil, fmt.Errorf("adopt: %w", err) // retried, with the kept token
 	}
+	o.dropKept(rec.ID)
 	o.records.put(rec)
 	a := o.hold(rec.ID)
 	a.mu.Lock()
@@ -258,14 +260,21 @@ func (o *Orchestrator) adopt(ctx context.Context, rec *session.Record) (*session
 	return rec, a, nil
 }
 
-// takeKept returns and forgets the token kept for session id when the store
-// lease was lost.
-func (o *Orchestrator) takeKept(id string) (keptToken, bool) {
+// keptToken returns the token kept for session id when the store lease was
+// lost.
+func (o *Orchestrator) keptToken(id string) (keptToken, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	k, ok := o.kept[id]
-	delete(o.kept, id)
 	return k, ok
+}
+
+// dropKept forgets the token kept for session id once an adoption settled
+// who holds the session.
+func (o *Orchestrator) dropKept(id string) {
+	o.mu.Lock()
+	delete(o.kept, id)
+	o.mu.Unlock()
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -188,7 +188,8 @@ type Orchestrator struct {
 	// kept are the session tokens that were not stored yet when the store
 	// lease was lost, by session id: if this replica adopts the session
 	// again, the adoption stores the token (the stored one is older). Each
-	// lost lease replaces them; an adoption takes its session's out.
+	// lost lease replaces them; an adoption that settles who holds the
+	// session drops its session's.
 	kept map[string]keptToken
 
 	wg sync.WaitGroup
