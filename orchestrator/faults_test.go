@@ -460,7 +460,10 @@ func TestFaultPartnerAPIStorm(t *testing.T) {
 // 0x21 forever ends the call within its timeout with the last 7F 22 21 as
 // a negative response, never hanging, after a bounded number of re-sends.
 func TestFaultNRCStorms(t *testing.T) {
-	const spacing = 20 * time.Millisecond
+	// Pending answers come spacing apart; the request's own timeout (P2)
+	// is longer than one spacing, with room for a loaded machine, and
+	// shorter than all of them.
+	const spacing = 100 * time.Millisecond
 	g := newRelayRig(t, rigOptions{openobd: fake.Options{RoutinePendingSpacing: spacing}})
 	ctx := g.ctx
 	busyRetry := connector.DefaultBusyRetryInterval // the harness's connector uses the default
@@ -489,7 +492,7 @@ func TestFaultNRCStorms(t *testing.T) {
 
 	t.Run("pending many times", func(t *testing.T) {
 		const pending = 8
-		const timeout = 50 * time.Millisecond // shorter than the pending answers take
+		const timeout = 4 * spacing // shorter than the pending answers take
 		setFault(fake.ECUFault{Pending: pending})
 		resp, err := g.sendTo(ctx, g.acq, engineRequestID, readVIN, timeout)
 		if err != nil || resp.GetNegative() || !bytes.Equal(resp.GetPayload(), want) {
