@@ -74,6 +74,13 @@ func (c *records) live() []*session.Record {
 	return out
 }
 
+// count returns the number of cached live records.
+func (c *records) count() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
+}
+
 // reset replaces the whole cache after a (re)listing at a revision, and
 // forgets the tombstones older than it.
 func (c *records) reset(recs []*session.Record, rev int64) {

@@ -141,6 +141,9 @@ func (o *Orchestrator) startOnConnector(ctx context.Context, req StartRequest) (
 }
 
 func (o *Orchestrator) createFor(ctx context.Context, target recordTarget, req StartRequest) (StartResult, error) {
+	if !o.belowMax() {
+		return StartResult{}, o.errAtCapacity()
+	}
 	rec, created, err := o.create(ctx, target, req.Actor, "requested by "+req.Actor, func(r *session.Record) { r.RequestID = req.RequestID })
 	var claimed *store.ClaimedError
 	if errors.As(err, &claimed) {

@@ -42,6 +42,9 @@ var (
 	ErrCompacted = errors.New("revision compacted")
 	// ErrBusy: too many requests wait on the same channel.
 	ErrBusy = errors.New("channel busy")
+	// ErrFull: the replica holds Config.MaxSessions sessions and starts no
+	// other.
+	ErrFull = errors.New("replica holds its maximum of sessions")
 	// ErrShuttingDown: the orchestrator is stopping.
 	ErrShuttingDown = errors.New("orchestrator is shutting down")
 )

@@ -54,6 +54,11 @@ func (o *Orchestrator) reconcileIntake(ctx context.Context) (result, error) {
 		listed[t.ID] = t
 	}
 	o.tickets.Store(&listed)
+	unclaimed := make(map[string]bool, len(listed))
+	for id := range listed {
+		unclaimed[id] = true
+	}
+	o.shareSeen(unclaimed)
 	for id := range listed {
 		o.queue.Add(ticketKey(id))
 	}
@@ -90,6 +95,11 @@ func (o *Orchestrator) reconcileTicket(ctx context.Context, ticketID string) (re
 	if t.State != o.cfg.IntakeState {
 		return result{}, nil
 	}
+	release, wait, ok := o.reserve(ticketKey(ticketID))
+	if !ok {
+		return after(wait), nil // this replica holds its share: see share.go
+	}
+	defer release()
 	_, _, err = o.create(ctx, newRecordFor(t, ""), o.store.Replica(), "ticket "+strconv.FormatInt(t.TicketNumber, 10)+" is "+string(t.State))
 	var claimed *store.ClaimedError
 	if errors.As(err, &claimed) {

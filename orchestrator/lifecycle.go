@@ -182,7 +182,18 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) (result,
 		if o.draining.Load() {
 			return result{}, nil
 		}
-		if rec, a, err = o.adopt(ctx, rec); a == nil || err != nil {
+		release, wait, ok := o.reserve(sessionKey(id))
+		if !ok {
+			// Over the share (share.go): look again when the grace ends
+			// if nobody has taken the orphan by then.
+			if orphan, err := o.orphaned(ctx, rec); err != nil || !orphan {
+				return result{}, err
+			}
+			return after(wait), nil
+		}
+		rec, a, err = o.adopt(ctx, rec)
+		release()
+		if a == nil || err != nil {
 			return result{}, err
 		}
 	}

@@ -98,6 +98,13 @@ type Config struct {
 	// pass done; Partner API and openOBD reachable), with the reason when it
 	// is not. It is called on changes only.
 	OnHealth func(healthy bool, reason string)
+	// MaxSessions bounds the live sessions this replica holds (default
+	// DefaultMaxSessions): intake, adoption and StartSession stop there.
+	MaxSessions int
+	// ShareGrace is how long a ticket or an orphaned session this replica
+	// leaves to others for the fair share (see share.go) may wait before
+	// the replica takes it anyway (default twice ResyncInterval).
+	ShareGrace time.Duration
 	// HealthThreshold is how long the Partner API or openOBD may stay
 	// unreachable before the orchestrator reports itself unhealthy (default
 	// 1 min).
@@ -124,6 +131,10 @@ func (c Config) withDefaults() Config {
 	setDur(&c.HealthThreshold, time.Minute)
 	setDur(&c.OrphanSettle, 10*time.Second)
 	setDur(&c.AcquireMaxWait, time.Minute)
+	setDur(&c.ShareGrace, 2*c.ResyncInterval)
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
 	if c.Workers <= 0 {
 		c.Workers = 64
 	}
@@ -164,6 +175,7 @@ type Orchestrator struct {
 	metrics *metrics
 	records *records
 	health  *health
+	spread  *spread
 
 	// life is the core's own context: it exists from New, so no call path
 	// depends on Start having run, and it ends when Start returns. Every
@@ -212,6 +224,7 @@ func New(cfg Config, st *store.Store, p Partner, o OpenOBD) (*Orchestrator, erro
 		queue:    newQueue(cfg.RetryInitial, cfg.RetryMax, cfg.Now),
 		records:  newRecords(),
 		health:   newHealth(cfg.HealthThreshold, cfg.Now, cfg.OnHealth),
+		spread:   newSpread(),
 		life:     life,
 		stopLife: stop,
 		attached: map[string]*attachment{},
@@ -230,7 +243,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	defer stop()
 	o.log.InfoContext(ctx, "orchestrator starting", "workers", o.cfg.Workers, "resync", o.cfg.ResyncInterval)
 
-	o.wg.Add(3)
+	o.wg.Add(4)
 	go func() {
 		defer o.wg.Done()
 		o.followLease(o.life)
@@ -242,6 +255,10 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	go func() {
 		defer o.wg.Done()
 		o.followReleases(o.life)
+	}()
+	go func() {
+		defer o.wg.Done()
+		o.followReplicas(o.life)
 	}()
 	for range o.cfg.Workers {
 		o.wg.Add(1)

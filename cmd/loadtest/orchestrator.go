@@ -93,6 +93,8 @@ func (r *runner) prepareOrchestrator(ctx context.Context, fw *fakeWorld) (_ *orc
 		return nil, err
 	}
 	p.core, err = orchestrator.New(orchestrator.Config{Logger: clog.With("component", "core"),
+		// One replica takes every ticket of the run, however many.
+		MaxSessions: max(cfg.tickets, cfg.sessions, orchestrator.DefaultMaxSessions),
 		OnHealth: func(healthy bool, _ string) {
 			if p.srv != nil {
 				p.srv.SetServing(healthy)

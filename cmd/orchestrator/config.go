@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/obdorch/obdorch/connector"
+	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/partner"
 )
 
@@ -58,6 +59,7 @@ type config struct {
 	intakeProcessed string
 	resync          time.Duration
 	workers         int
+	maxSessions     int
 
 	// Relay.
 	requestTimeout    time.Duration
@@ -90,7 +92,7 @@ var flagGroups = []flagGroup{
 	{"Cluster (several replicas on one etcd)", clusterFlags},
 	{"openOBD", []string{"openobd-host", "openobd-port", "client-id", "client-secret", "cluster-id", "openobd-insecure", "openobd-ca"}},
 	{"Partner API", []string{"partner-url", "ticket-write"}},
-	{"Intake", []string{"intake-state", "intake-externally-processed", "resync-interval", "workers"}},
+	{"Intake", []string{"intake-state", "intake-externally-processed", "resync-interval", "workers", "max-sessions"}},
 	{"Relay", []string{"request-timeout", "p2-star", "lease-ttl", "fail-on-lease-expiry"}},
 	{"Logging", []string{"log-format", "log-level"}},
 	{"Demo", []string{"demo", "demo-tickets"}},
@@ -154,6 +156,7 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.intakeProcessed, "intake-externally-processed", "false", "take in tickets whose externally_processed is `true|false|any`")
 	fs.DurationVar(&c.resync, "resync-interval", 15*time.Second, "time between intake passes")
 	fs.IntVar(&c.workers, "workers", 64, "concurrent reconciles")
+	fs.IntVar(&c.maxSessions, "max-sessions", orchestrator.DefaultMaxSessions, "most live sessions this replica holds; below it, replicas sharing an etcd cluster each take about an even share")
 
 	fs.DurationVar(&c.requestTimeout, "request-timeout", connector.DefaultResponseTimeout, "default UDS response timeout (P2), for requests that set none")
 	fs.DurationVar(&c.p2Star, "p2-star", connector.DefaultP2Star, "UDS timeout after each response pending (P2*)")
@@ -322,6 +325,9 @@ func (c *config) validate() error {
 	}
 	if c.workers < 1 || c.workers > 4096 {
 		bad("workers", "must be 1-4096, got %d", c.workers)
+	}
+	if c.maxSessions < 1 {
+		bad("max-sessions", "must be at least 1, got %d", c.maxSessions)
 	}
 	if c.requestTimeout <= 0 || c.requestTimeout > 2*time.Minute {
 		bad("request-timeout", "must be in (0, 2m], got %s", c.requestTimeout)

@@ -319,6 +319,7 @@ func newParts(cfg *config, log *slog.Logger, st *store.Store, pc *partner.Client
 		IntakeAnyProcessed:        anyProcessed,
 		ResyncInterval:            cfg.resync,
 		Workers:                   cfg.workers,
+		MaxSessions:               cfg.maxSessions,
 		LeaseTTL:                  cfg.leaseTTL,
 		FailOnLeaseExpiry:         cfg.failOnLeaseExpiry,
 		Logger:                    log.With("component", "core"),

@@ -68,6 +68,8 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{"bad partner url", append([]string{"--partner-url", "ftp://x"}, creds...), nil, "--partner-url"},
 		{"missing token file", append([]string{"--auth-tokens", "/nonexistent/tokens"}, creds...), nil, "--auth-tokens"},
 		{"bad env value", creds, map[string]string{"ORCHESTRATOR_WORKERS": "many"}, "--workers"},
+		{"zero max sessions", append([]string{"--max-sessions", "0"}, creds...), nil, "--max-sessions"},
+		{"negative max sessions", creds, map[string]string{"ORCHESTRATOR_MAX_SESSIONS": "-3"}, "--max-sessions"},
 		{"unknown flag", []string{"--bogus"}, nil, "bogus"},
 	}
 	for _, tt := range tests {
@@ -92,6 +94,7 @@ func TestConfigEnvTwins(t *testing.T) {
 		"OPENOBD_CLUSTER_ID":            "002",
 		"ORCHESTRATOR_WORKERS":          "7",
 		"ORCHESTRATOR_LISTEN":           "127.0.0.1:9999",
+		"ORCHESTRATOR_MAX_SESSIONS":     "250",
 	}
 	c, err := parseConfig([]string{"--workers", "9"}, env(vars), &bytes.Buffer{})
 	if err != nil {
@@ -99,6 +102,9 @@ func TestConfigEnvTwins(t *testing.T) {
 	}
 	if c.clientID != "env-id" || c.clientSecret != "env-secret" || c.openobdHost != "grpc.example.com" || c.clusterID != "002" || c.listen != "127.0.0.1:9999" {
 		t.Errorf("environment not applied: %+v", c)
+	}
+	if c.maxSessions != 250 {
+		t.Errorf("maxSessions = %d, want 250 from ORCHESTRATOR_MAX_SESSIONS", c.maxSessions)
 	}
 	if c.workers != 9 {
 		t.Errorf("workers = %d, want 9 (the command line wins over the environment)", c.workers)

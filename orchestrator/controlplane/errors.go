@@ -63,7 +63,7 @@ func toStatus(err error) error {
 		return withReason(codes.FailedPrecondition, err, orchestratorv1.ErrorReason_ERROR_REASON_SESSION_NOT_LIVE, nil)
 	case errors.Is(err, orchestrator.ErrWrongState), errors.Is(err, session.ErrTransition):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, orchestrator.ErrTooSlow), errors.Is(err, orchestrator.ErrBusy):
+	case errors.Is(err, orchestrator.ErrTooSlow), errors.Is(err, orchestrator.ErrBusy), errors.Is(err, orchestrator.ErrFull):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, orchestrator.ErrCompacted):
 		return status.Error(codes.OutOfRange, err.Error())

@@ -35,6 +35,7 @@ func TestToStatus(t *testing.T) {
 		{"transition", wrap(session.ErrTransition), codes.FailedPrecondition},
 		{"too slow", orchestrator.ErrTooSlow, codes.ResourceExhausted},
 		{"busy", orchestrator.ErrBusy, codes.ResourceExhausted},
+		{"replica full", wrap(orchestrator.ErrFull), codes.ResourceExhausted},
 		{"compacted", orchestrator.ErrCompacted, codes.OutOfRange},
 		{"unavailable", wrap(orchestrator.ErrUnavailable), codes.Unavailable},
 		{"shutting down", orchestrator.ErrShuttingDown, codes.Unavailable},

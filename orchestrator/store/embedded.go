@@ -85,7 +85,21 @@ type Embedded struct {
 
 // StartEmbedded starts an embedded etcd server and waits until it serves
 // clients or ctx ends.
-func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *Embedded, err error) {
+func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+	return startEmbedded(ctx, cfg, nil)
+}
+
+// memberSpec makes an embedded server one member of a cluster (see
+// EmbeddedCluster) instead of a cluster of its own.
+type memberSpec struct {
+	name           string
+	peer           url.URL
+	initialCluster string
+	// socket is the client socket's path, kept across restarts.
+	socket string
+}
+
+func startEmbedded(ctx context.Context, cfg EmbeddedConfig, member *memberSpec) (_ *Embedded, err error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("store: EmbeddedConfig.Dir: required")
 	}
@@ -118,6 +132,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *Embedded, err er
 	}
 
 	sock := filepath.Join(dir, "etcd.sock")
+	if member != nil {
+		sock = member.socket
+	}
 	if len(sock) > maxSocketPath {
 		if e.sockDir, err = os.MkdirTemp("", "obdorch-etcd-"); err != nil {
 			return nil, fmt.Errorf("store: embedded socket dir: %w", err)
@@ -152,6 +169,15 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (_ *Embedded, err er
 	// A lone member has no peers to wait for: short ticks let it elect
 	// itself in tens of milliseconds instead of a second.
 	ecfg.TickMs, ecfg.ElectionMs = 10, 100
+	if member != nil {
+		ecfg.Name = member.name
+		ecfg.ListenPeerUrls, ecfg.AdvertisePeerUrls = []url.URL{member.peer}, []url.URL{member.peer}
+		ecfg.InitialCluster = member.initialCluster
+		ecfg.InitialClusterToken = "obdorch-embedded-cluster"
+		// Members talk over loopback, but on a loaded machine heartbeats
+		// can be late: an election timeout of a second keeps the leader.
+		ecfg.TickMs, ecfg.ElectionMs = 50, 1000
+	}
 	ecfg.EnableGRPCGateway = false
 	ecfg.AutoCompactionMode = embed.CompactorModePeriodic
 	ecfg.AutoCompactionRetention = cfg.CompactionRetention.String()

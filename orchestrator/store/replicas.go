@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
+	"slices"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -69,4 +72,64 @@ func (s *Store) ReplicaAddress(ctx context.Context, name string) (address string
 		return "", false, fmt.Errorf("store: decode %s: %w", resp.Kvs[0].Key, err)
 	}
 	return r.Address, true, nil
+}
+
+// WatchReplicas yields the names of the registered replicas, sorted: first
+// as they are now, then again after every change to the registry (a replica
+// registering, stopping or losing its lease). The sequence ends after
+// yielding an error when ctx ends or the watch fails (etcd without a
+// leader, a compacted revision); the caller starts it again to relist.
+func (s *Store) WatchReplicas(ctx context.Context) iter.Seq2[[]string, error] {
+	return func(yield func([]string, error) bool) {
+		dir := s.replicaKey("")
+		resp, err := s.client.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			yield(nil, fmt.Errorf("store: list replicas: %w", err))
+			return
+		}
+		names := map[string]bool{}
+		for _, kv := range resp.Kvs {
+			names[string(kv.Key[len(dir):])] = true
+		}
+		if !yield(sortedNames(names), nil) {
+			return
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		defer cancel()
+		for wr := range s.client.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+			if err := wr.Err(); err != nil {
+				yield(nil, fmt.Errorf("store: watch replicas: %w", err))
+				return
+			}
+			changed := false
+			for _, ev := range wr.Events {
+				name := string(ev.Kv.Key[len(dir):])
+				switch {
+				case ev.Type == mvccpb.DELETE && names[name]:
+					delete(names, name)
+					changed = true
+				case ev.Type == mvccpb.PUT && !names[name]:
+					names[name] = true
+					changed = true
+				}
+			}
+			if changed && !yield(sortedNames(names), nil) {
+				return
+			}
+		}
+		if err := context.Cause(wctx); err != nil {
+			yield(nil, err)
+			return
+		}
+		yield(nil, errors.New("store: replica watch ended"))
+	}
+}
+
+func sortedNames(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"iter"
+	"slices"
 	"testing"
 )
 
@@ -41,4 +43,37 @@ func TestRegistry(t *testing.T) {
 	if addr, ok, err := b.ReplicaAddress(ctx, "a"); err != nil || ok {
 		t.Errorf("ReplicaAddress(a) after Close = %q, %v, %v; want not found", addr, ok, err)
 	}
+}
+
+// TestWatchReplicas: the watch yields the registry as it is, then again at
+// every registration and every replica that goes.
+func TestWatchReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	a := openStore(t, testConfig(t, "a"))
+	b := openStore(t, testConfig(t, "b"))
+	if err := a.Register(ctx, "10.0.0.1:7600"); err != nil {
+		t.Fatalf("Register = %v", err)
+	}
+	next, stop := iter.Pull2(b.WatchReplicas(ctx))
+	defer stop()
+	want := func(names ...string) {
+		t.Helper()
+		got, err, ok := next()
+		if !ok || err != nil || !slices.Equal(got, names) {
+			t.Fatalf("WatchReplicas yielded %v, %v (more: %v); want %v", got, err, ok, names)
+		}
+	}
+	want("a")
+	if err := b.Register(ctx, "10.0.0.2:7600"); err != nil {
+		t.Fatalf("Register = %v", err)
+	}
+	want("a", "b")
+	if err := b.Register(ctx, "10.0.0.3:7600"); err != nil { // a new address changes no name
+		t.Fatalf("Register = %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	want("b")
 }
