@@ -38,6 +38,8 @@ type world struct {
 	etcd    *store.Embedded
 	etcdDir string
 	log     *testLog
+	// cluster, when set, is the store instead of etcd (cluster_test.go).
+	cluster *store.EmbeddedCluster
 }
 
 // testLog keeps the replicas' logs of one test and prints them if the test
@@ -159,7 +161,7 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 	if o.storeLeaseTTL > 0 {
 		leaseTTL = o.storeLeaseTTL
 	}
-	st, err := store.Open(ctx, store.Config{Endpoints: w.etcd.Endpoints(), Replica: name, LeaseTTL: leaseTTL})
+	st, err := store.Open(ctx, store.Config{Endpoints: w.endpoints(), Replica: name, LeaseTTL: leaseTTL})
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}

@@ -22,12 +22,15 @@ import (
 	"github.com/obdorch/obdorch/partner/partnertest"
 )
 
+// leakOptions ignore what the gRPC and etcd client packages start once per
+// process.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+	goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+}
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The gRPC and etcd client packages start these once per process.
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-	)
+	goleak.VerifyTestMain(settleAfter{m}, leakOptions...)
 }
 
 func TestDemoTicketsBecomeReady(t *testing.T) {

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -255,4 +256,17 @@ func (o *Orchestrator) orphaned(ctx context.Context, rec *session.Record) (bool,
 		return false, err
 	}
 	return ok && c.SessionID == rec.ID && c.Replica == "", nil
+}
+
+// Replicas returns the registered replicas as this replica's watch of the
+// registry sees them now, sorted.
+func (o *Orchestrator) Replicas() []string {
+	o.spread.mu.Lock()
+	defer o.spread.mu.Unlock()
+	out := make([]string, 0, len(o.spread.replicas))
+	for n := range o.spread.replicas {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -235,6 +235,29 @@ func (s *Store) Regrant(ctx context.Context) error {
 	return nil
 }
 
+// SuspendKeepAlive stops renewing the replica's lease without telling the
+// replica, as a process paused (or cut off from etcd) past its lease would:
+// etcd ends the lease after its TTL and releases the claims, while this
+// Store goes on writing as if it held them, and every such write must be
+// refused by fencing. resume ends the suspension the way waking up does:
+// the replica learns that its lease is lost (Lost is closed) and may
+// Regrant. Tests use it; a suspended lease is not renewed again.
+func (s *Store) SuspendKeepAlive() (resume func()) {
+	l := s.lease.Load()
+	l.stopKeepAlive()
+	<-l.keepAliveDone
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			select {
+			case <-l.lost:
+			default:
+				close(l.lost)
+			}
+		})
+	}
+}
+
 // Replica returns the replica name the Store writes as.
 func (s *Store) Replica() string { return s.replica }
 
