@@ -45,6 +45,10 @@ import (
 // DefaultMaxSessions is the default of Config.MaxSessions.
 const DefaultMaxSessions = 5000
 
+// shareRecheck is how soon work left for the share is looked at again while
+// this replica's own takes are under way.
+const shareRecheck = 100 * time.Millisecond
+
 // fairShare is how many sessions one of replicas replicas should hold when
 // the cluster has work sessions to hold.
 func fairShare(work, replicas int) int {
@@ -160,7 +164,14 @@ func (o *Orchestrator) reserve(k key) (release func(), wait time.Duration, ok bo
 		v.othersFull = othersFull(o.records.live(), s.replicas, self, fairShare(v.work, v.replicas))
 	}
 	if !v.mayTake() {
-		return nil, max(o.cfg.ShareGrace-now.Sub(since), time.Millisecond), false
+		wait := max(o.cfg.ShareGrace-now.Sub(since), time.Millisecond)
+		if s.taking > 0 {
+			// Takes under way count against the share, and some of
+			// them may lose their claim to another replica: look again
+			// once they are settled rather than after the grace.
+			wait = min(wait, shareRecheck)
+		}
+		return nil, wait, false
 	}
 	s.taking++
 	var once sync.Once
