@@ -13,26 +13,29 @@ import (
 	"time"
 
 	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
+	"github.com/obdorch/obdorch/orchestrator/store"
 )
 
 // Scenarios, in the order "all" runs them.
-var scenarios = []string{"relay", "intake", "memory", "controlplane"}
+var scenarios = []string{"relay", "intake", "memory", "controlplane", "failover"}
 
 // config is the validated command line.
 type config struct {
-	scenario    string
-	sessions    int
-	interval    time.Duration
-	duration    time.Duration
-	warmup      time.Duration
-	busTiming   bool
-	openobdTLS  bool
-	tickets     int
-	concurrency int
-	settle      time.Duration
-	json        bool
-	runs        int
-	out         string
+	scenario   string
+	sessions   int
+	interval   time.Duration
+	duration   time.Duration
+	warmup     time.Duration
+	busTiming  bool
+	openobdTLS bool
+	tickets    int
+	// storeLeaseTTL is the replicas' store lease (failover).
+	storeLeaseTTL time.Duration
+	concurrency   int
+	settle        time.Duration
+	json          bool
+	runs          int
+	out           string
 
 	// Running processes to measure instead of in-process ones.
 	orchestratorAddr string
@@ -85,6 +88,11 @@ Scenarios:
                 requests, openOBD calls
   memory        RSS and goroutines per idle READY session at --sessions
   controlplane  GetSession and ListSessions throughput against a bare gRPC echo
+  failover      three replicas on a three-member embedded etcd cluster share
+                --tickets tickets: Send through the owner, forwarded by another
+                replica and a bare gRPC hop (--sessions callers); then one
+                replica is killed: time until its sessions are READY on the
+                survivors, duplicates, and the spread before and after
   all           each of the above with the same flags
 
 Flags:
@@ -100,7 +108,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		fmt.Fprint(stderr, usageHead)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.scenario, "scenario", "relay", "`scenario` to run: relay, intake, memory, controlplane or all")
+	fs.StringVar(&c.scenario, "scenario", "relay", "`scenario` to run: relay, intake, memory, controlplane, failover or all")
 	fs.IntVar(&c.sessions, "sessions", 50, "concurrent sessions (relay), idle READY sessions (memory), sessions to query (controlplane)")
 	fs.DurationVar(&c.interval, "interval", 50*time.Millisecond, "pause between the requests of one session (relay); 0 sends as fast as each session can")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time of each phase (relay, controlplane)")
@@ -108,6 +116,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.busTiming, "bus-timing", false, "the in-process fake delays answers by their CAN frame time at 500 kbit/s")
 	fs.BoolVar(&c.openobdTLS, "openobd-tls", false, "the in-process fake serves openOBD over TLS (generated certificate), as Jifeline does; default plaintext")
 	fs.IntVar(&c.tickets, "tickets", 1000, "pending tickets to take in (intake)")
+	fs.DurationVar(&c.storeLeaseTTL, "store-lease-ttl", store.DefaultLeaseTTL, "the replicas' store lease, whole seconds (failover; cmd/orchestrator's --store-lease-ttl)")
 	fs.IntVar(&c.concurrency, "concurrency", 50, "concurrent callers (controlplane)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "pause before each memory reading, for new sessions to go idle (memory)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of the tables")
@@ -177,6 +186,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--duration: must be positive, got %v", c.duration)
 	case c.warmup < 0:
 		return fmt.Errorf("--warmup: must not be negative, got %v", c.warmup)
+	case c.storeLeaseTTL < 2*time.Second || c.storeLeaseTTL > 5*time.Minute || c.storeLeaseTTL%time.Second != 0:
+		return fmt.Errorf("--store-lease-ttl: must be whole seconds between 2s and 5m, got %v", c.storeLeaseTTL)
 	case c.settle < 0:
 		return fmt.Errorf("--settle: must not be negative, got %v", c.settle)
 	case (c.openobdAddr == "") != (c.partnerURL == ""):
@@ -200,6 +211,9 @@ func (c *config) validate() error {
 	} else if c.openobdCA != "" {
 		return errors.New("--openobd-ca: applies to a running fake (--openobd-addr); the in-process fake uses --openobd-tls")
 	}
+	if c.openobdAddr != "" && slices.Contains(c.selected(), "failover") {
+		return errors.New("--openobd-addr: the failover scenario seeds tickets into the in-process fake after its replicas start; drop --openobd-addr and --partner-url")
+	}
 	external := c.openobdAddr != "" || c.orchestratorAddr != ""
 	switch {
 	case c.runs == 0 && external:
@@ -218,7 +232,7 @@ func (c *config) validate() error {
 		}
 		for _, s := range c.selected() {
 			switch s {
-			case "intake", "memory":
+			case "intake", "memory", "failover":
 				return fmt.Errorf("--orchestrator-addr: the %s scenario measures an orchestrator it starts in this process; drop the flag (a running fake may still be given)", s)
 			case "relay":
 				if !c.externalFake() {

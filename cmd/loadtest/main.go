@@ -169,6 +169,8 @@ func (r *runner) runOnce(ctx context.Context, s string) (report, error) {
 		return nonNil(r.runMemory(ctx))
 	case "controlplane":
 		return nonNil(r.runControlPlane(ctx))
+	case "failover":
+		return nonNil(r.runFailover(ctx))
 	}
 	return nil, fmt.Errorf("unknown scenario %q", s)
 }
