@@ -1,12 +1,14 @@
 // Command loadtest measures the orchestrator against the targets of
 // "What fast means here" in the design: relay latency and throughput
 // against a runner talking to the fake connector directly and against a
-// bare gRPC hop, intake time, memory per idle session, and control-plane
-// throughput against a bare gRPC echo. Every comparison is made within one
+// bare gRPC hop, intake time, memory per idle session, control-plane
+// throughput against a bare gRPC echo, and the failover of three replicas
+// on an etcd cluster. Every comparison is made within one
 // run, on the same machine.
 //
 //	go run ./cmd/loadtest --scenario relay --sessions 200 --interval 50ms --duration 10s
 //	go run ./cmd/loadtest --scenario intake --tickets 1000 --json
+//	go run ./cmd/loadtest --scenario failover --tickets 30 --no-fsync
 //	go run ./cmd/loadtest --help
 //
 // BENCHMARKS.md at the repository root has the figures and how they were
