@@ -55,8 +55,8 @@ var wantKeys = map[string][]string{
 		"added_p50_ms", "added_p99_ms", "sessions", "interval_ms", "duration_s", "targets",
 		"added_cpu_over_bare_hop", "curves",
 	},
-	"intake":       {"intake_seconds", "partner_requests", "openobd_calls", "tickets", "store_writes_per_session", "lost", "targets"},
-	"memory":       {"rss_per_session_kib", "goroutines_per_session", "direct_rss_per_session_kib", "sessions", "lost", "targets"},
+	"intake": {"intake_seconds", "partner_requests", "openobd_calls", "tickets", "store_writes_per_session", "lost", "targets"},
+	"memory": {"rss_per_session_kib", "goroutines_per_session", "direct_rss_per_session_kib", "sessions", "lost", "targets"},
 	"failover": {
 		"failover_seconds", "adopted_seconds", "killed_sessions", "duplicates", "new_openobd_sessions",
 		"spread_before", "spread_after", "max_share_after", "owner_send", "forwarded_send", "bare_hop",
