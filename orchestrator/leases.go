@@ -371,10 +371,18 @@ func (o *Orchestrator) expireLease(ctx context.Context, id string, a *attachment
 	if rec.State != to {
 		return nil // renewed or ended meanwhile
 	}
+	// A runner may have acquired the session again between the write and
+	// here (the READY it wrote wakes waiting acquires): its new lease and
+	// channels stay.
 	a.mu.Lock()
-	a.lease, a.expired = nil, l.ID
+	replaced := a.lease != nil && a.lease.ID != l.ID
+	if !replaced {
+		a.lease, a.expired = nil, l.ID
+	}
 	a.mu.Unlock()
-	a.closeChannels(fmt.Errorf("%w: %s (session %s)", ErrLeaseExpired, reason, id))
+	if !replaced {
+		a.closeChannels(fmt.Errorf("%w: %s (session %s)", ErrLeaseExpired, reason, id))
+	}
 	o.logger(ctx).InfoContext(ctx, "runner lease expired", "session_id", id, "state", to.String())
 	if to == session.StateFailed {
 		// The record says FAILED; now stop the openOBD session it held.
