@@ -59,7 +59,7 @@ var wantKeys = map[string][]string{
 	"memory": {"rss_per_session_kib", "goroutines_per_session", "direct_rss_per_session_kib", "sessions", "lost", "targets"},
 	"failover": {
 		"failover_seconds", "adopted_seconds", "killed_sessions", "duplicates", "new_openobd_sessions",
-		"spread_before", "spread_after", "max_share_after", "owner_send", "forwarded_send", "bare_hop",
+		"spread_before", "spread_after", "max_share_after", "owner_send_p50_ms", "forwarded_send_p50_ms", "bare_hop_p50_ms",
 		"forwarded_added_p50_ms", "forwarded_added_p50_per_bare_hop_p50", "lost", "targets",
 	},
 	"controlplane": {"getsession_qps", "listsessions_qps", "echo_qps", "getsession_ratio", "listsessions_over_getsession", "concurrency", "lost", "targets"},

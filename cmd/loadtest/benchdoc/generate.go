@@ -27,6 +27,8 @@ type docData struct {
 	// Dir is the results directory as the document links it.
 	Dir, Plot                                           string
 	RelayPaced, RelayUnpaced, ControlPlane, Intake, Mem *results.Result
+	// Failover is nil in results measured before the scenario existed.
+	Failover *results.Result
 	// Summary rows: every target of every step, in step order.
 	Summary []summaryRow
 	// Commands of every step, in order.
@@ -45,6 +47,7 @@ var stepTitles = map[string]string{
 	stepControlPlane: "control plane",
 	stepIntake:       "intake",
 	stepMemory:       "memory",
+	stepFailover:     "failover",
 }
 
 // generate writes cfg.doc and the plot from the results in cfg.dir.
@@ -68,6 +71,9 @@ func generate(cfg *config) error {
 		}
 		if p, ok := byStep[st.Name]; ok {
 			*p = &res
+		}
+		if st.Name == stepFailover {
+			d.Failover = &res
 		}
 		for _, t := range res.Summary.Targets {
 			d.Summary = append(d.Summary, summaryRow{Step: stepTitles[st.Name], TargetSummary: t})

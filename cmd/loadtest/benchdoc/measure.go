@@ -64,6 +64,7 @@ const (
 	stepControlPlane = "controlplane"
 	stepIntake       = "intake"
 	stepMemory       = "memory"
+	stepFailover     = "failover"
 )
 
 // measure builds the binaries and runs every step, writing the results and
@@ -101,6 +102,7 @@ func measure(ctx context.Context, cfg *config, log io.Writer) error {
 		{stepRelayUnpaced, []string{"--scenario", "relay", "--sessions", "200", "--interval", "0", "--duration", d}},
 		{stepControlPlane, []string{"--scenario", "controlplane", "--sessions", "50", "--concurrency", "50", "--duration", d}},
 		{stepIntake, []string{"--scenario", "intake", "--tickets", "1000"}},
+		{stepFailover, []string{"--scenario", "failover", "--tickets", "30", "--sessions", "10", "--duration", d}},
 	}
 	for _, s := range steps {
 		file := s.name + ".json"
