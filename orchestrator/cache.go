@@ -193,7 +193,9 @@ func (o *Orchestrator) followLease(ctx context.Context) {
 		o.mu.Unlock()
 		b := backoff.NewExponentialBackOff(
 			backoff.WithInitialInterval(100*time.Millisecond),
-			backoff.WithMaxInterval(5*time.Second),
+			// At most a second apart: once etcd has a quorum again, a
+			// replica serves again within about a second.
+			backoff.WithMaxInterval(time.Second),
 			backoff.WithMaxElapsedTime(0),
 		)
 		err := backoff.RetryNotify(func() error { return o.store.Regrant(ctx) }, backoff.WithContext(b, ctx),

@@ -38,6 +38,9 @@ const (
 	// --store-lease-ttl, which keeps leases through the scheduling delays of
 	// a loaded machine running several clusters at once.
 	clusterLeaseTTL = store.DefaultLeaseTTL
+	// quorumLeaseTTL is the lease in the quorum-loss test, which every
+	// replica loses anyway: the outage lasts until they all have.
+	quorumLeaseTTL = 5 * time.Second
 )
 
 // endpoints are the etcd client URLs the replicas use.
@@ -110,15 +113,19 @@ type clusterReplica struct {
 
 // startThree starts replicas a, b and c, forwarding to each other, and
 // returns once each one's registry watch shows all three.
-func (w *world) startThree(t *testing.T, cfg orchestrator.Config) []clusterReplica {
+func (w *world) startThree(t *testing.T, cfg orchestrator.Config, leaseTTL ...time.Duration) []clusterReplica {
 	t.Helper()
+	ttl := clusterLeaseTTL
+	if len(leaseTTL) > 0 {
+		ttl = leaseTTL[0]
+	}
 	cfg.ShareGrace = clusterShareGrace
 	var rs []clusterReplica
 	for _, name := range []string{"a", "b", "c"} {
 		h := newHealthWatch()
 		c := cfg
 		c.OnHealth = h.report
-		rs = append(rs, clusterReplica{w.startReplica(name, replicaOptions{cfg: c, replicaToken: clusterToken, storeLeaseTTL: clusterLeaseTTL}), h})
+		rs = append(rs, clusterReplica{w.startReplica(name, replicaOptions{cfg: c, replicaToken: clusterToken, storeLeaseTTL: ttl}), h})
 	}
 	waitRegistries(testCtx(t), t, rs)
 	return rs
@@ -392,21 +399,19 @@ func TestClusterPausedReplicaWritesNothingStale(t *testing.T) {
 }
 
 // TestClusterQuorumLoss: two of the three etcd members stop until every
-// replica has lost its store lease (the lease is 5 s here, so the outage
-// lasts at least the lease's 10 s, and ends as soon as every replica has
-// seen it lose its lease, which is what 20 s without quorum does to replicas
-// with the default lease).
+// replica has lost its store lease (5 s here), which is what 20 s without a
+// quorum does to replicas with the default 10 s lease.
 // During it every replica reports NOT_SERVING; after it every replica
 // serves again, every session is READY on its one openOBD session, no
 // record was written twice, and the tokens received while the store was
 // down are superseded by saved newer ones.
 func TestClusterQuorumLoss(t *testing.T) {
 	t.Parallel()
-	w := newClusterWorld(t, worldOptions{openobd: fake.Options{TokenRotation: time.Second}})
-	rs := w.startThree(t, orchestrator.Config{})
+	w := newClusterWorld(t, worldOptions{openobd: fake.Options{TokenRotation: 2 * time.Second}})
+	rs := w.startThree(t, orchestrator.Config{}, quorumLeaseTTL)
 	ctx := testCtx(t)
 	cli := w.rawClient(t)
-	const n = 12
+	const n = 6
 	tickets := w.jf.Partner.Seed(n, 15)
 	sessions := rs[0].waitSessions(ctx, t, stateReady, n)
 	for _, r := range rs {
