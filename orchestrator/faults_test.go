@@ -641,7 +641,7 @@ func TestFaultLateResponsesNeverMisdelivered(t *testing.T) {
 // (RUNNING, with the runner's lease) without starting a second openOBD
 // session, the history is intact, and the runner carries on with its lease.
 func TestFaultCrashMidTraffic(t *testing.T) {
-	g := newRelayRig(t, rigOptions{})
+	g := newRelayRig(t, rigOptions{storeLeaseTTL: failoverTTL})
 	ctx := g.ctx
 	// Answers take a little while, so that requests are at the ECU when the
 	// process dies.

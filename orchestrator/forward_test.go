@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -118,7 +119,7 @@ func TestForwardToOwner(t *testing.T) {
 	}
 
 	// Lease renewal through b.
-	ren, err := b.client.AcquireSession(runner, &orchestratorv1.AcquireSessionRequest{Runner: "runner-1", RenewLeaseId: lease, LeaseTtl: durationpb.New(2 * storeLeaseTTL * 6)})
+	ren, err := b.client.AcquireSession(runner, &orchestratorv1.AcquireSessionRequest{Runner: "runner-1", RenewLeaseId: lease, LeaseTtl: durationpb.New(time.Minute)})
 	if err != nil || ren.GetLeaseId() != lease {
 		t.Fatalf("renewal through b = %v, %v; want lease %s", ren, err, lease)
 	}
@@ -171,7 +172,7 @@ func TestForwardToOwner(t *testing.T) {
 	// AcquireSession on b waits while the only matching session is leased,
 	// and gets it when its lease expires on a: the wait is woken by b's
 	// watch of the store.
-	held, err := a.client.AcquireSession(runner, &orchestratorv1.AcquireSessionRequest{Runner: "runner-1", TicketId: third.GetTicketId(), LeaseTtl: durationpb.New(storeLeaseTTL)})
+	held, err := a.client.AcquireSession(runner, &orchestratorv1.AcquireSessionRequest{Runner: "runner-1", TicketId: third.GetTicketId(), LeaseTtl: durationpb.New(5 * time.Second)})
 	if err != nil {
 		t.Fatalf("AcquireSession on a = %v", err)
 	}

@@ -27,9 +27,13 @@ import (
 const testTimeout = 90 * time.Second
 
 // storeLeaseTTL is each replica's store lease in tests: long enough that
-// keep-alives survive a machine loaded by other processes, short enough
-// that a crashed replica's sessions are adoptable by another one soon.
-const storeLeaseTTL = 5 * time.Second
+// keep-alives survive a machine loaded by other processes (a 5 s lease was
+// lost under load, and a test that meant nothing of the kind failed over).
+const storeLeaseTTL = 20 * time.Second
+
+// failoverTTL is the store lease of a replica that a test crashes or whose
+// lease it lets lapse: short, so that its sessions are adopted soon.
+const failoverTTL = 5 * time.Second
 
 // world is a fake Jifeline with an embedded etcd; replicas run against it.
 type world struct {

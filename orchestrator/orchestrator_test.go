@@ -205,7 +205,7 @@ func TestInterruptSources(t *testing.T) {
 
 func TestRestartReattaches(t *testing.T) {
 	w := newWorld(t, worldOptions{tickets: 2})
-	a := w.startReplica("a", replicaOptions{})
+	a := w.startReplica("a", replicaOptions{storeLeaseTTL: failoverTTL})
 	ctx := testCtx(t)
 	before := a.waitSessions(ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, 2)
 	a.crash()
@@ -239,7 +239,7 @@ func TestRestartAfterTokenExpiryFailsCleanly(t *testing.T) {
 	w := newWorld(t, worldOptions{tickets: 1, openobd: fake.Options{
 		TokenRotation: time.Hour, TokenValidity: 300 * time.Millisecond,
 	}})
-	a := w.startReplica("a", replicaOptions{})
+	a := w.startReplica("a", replicaOptions{storeLeaseTTL: failoverTTL})
 	ctx := testCtx(t)
 	s := a.waitSessions(ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, 1)[0]
 	a.crash()

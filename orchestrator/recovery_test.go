@@ -79,7 +79,7 @@ func TestCrashDuringStartInterruptsOurOrphan(t *testing.T) {
 	// Every call is slow: the crash lands while the start call is in
 	// flight.
 	faults.SetCallLatency(5 * time.Second)
-	a := w.startReplica("a", replicaOptions{cfg: cfg})
+	a := w.startReplica("a", replicaOptions{cfg: cfg, storeLeaseTTL: failoverTTL})
 	ctx := testCtx(t)
 	pending := a.waitSessions(ctx, t, statePending, 1)[0]
 	poll(ctx, t, "the start call reaches openOBD", func() bool { return startCalls(w) >= 1 })
@@ -153,7 +153,7 @@ func TestCrashAfterAuthenticateStartsAFreshSession(t *testing.T) {
 	// Every call takes a while: the crash lands between authenticate and
 	// the READY write (configureBus is still under way).
 	faults.SetCallLatency(400 * time.Millisecond)
-	a := w.startReplica("a", replicaOptions{})
+	a := w.startReplica("a", replicaOptions{storeLeaseTTL: failoverTTL})
 	ctx := testCtx(t)
 	first := a.waitSessions(ctx, t, statePending, 1)[0]
 	var spent string
@@ -293,7 +293,7 @@ func TestStartSessionIdempotencyRules(t *testing.T) {
 func TestLeaseIsDurable(t *testing.T) {
 	const ttl = 5 * time.Second
 	w := newWorld(t, worldOptions{tickets: 1})
-	r := w.startReplica("a", replicaOptions{})
+	r := w.startReplica("a", replicaOptions{storeLeaseTTL: failoverTTL})
 	ctx := testCtx(t)
 	r.waitSessions(ctx, t, stateReady, 1)
 	acq, err := r.client.AcquireSession(ctx, &orchestratorv1.AcquireSessionRequest{Runner: "runner-1", LeaseTtl: durationpb.New(ttl)})
@@ -446,7 +446,7 @@ func TestTokenSaveIsRetried(t *testing.T) {
 // waiting for its next intake pass (here an hour away).
 func TestFailoverFollowsReleasedClaims(t *testing.T) {
 	w := newWorld(t, worldOptions{tickets: 2})
-	a := w.startReplica("a", replicaOptions{})
+	a := w.startReplica("a", replicaOptions{storeLeaseTTL: failoverTTL})
 	ctx := testCtx(t)
 	sessions := a.waitSessions(ctx, t, stateReady, 2)
 	b := w.startReplica("b", replicaOptions{cfg: orchestrator.Config{ResyncInterval: time.Hour}})
@@ -518,7 +518,7 @@ func TestTokenKeptAcrossLostStoreLease(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, worldOptions{tickets: 1, openobd: fake.Options{TokenRotation: 200 * time.Millisecond}})
 	healthy := make(chan bool, 16)
-	r := w.startReplica("a", replicaOptions{cfg: orchestrator.Config{OnHealth: func(ok bool, _ string) {
+	r := w.startReplica("a", replicaOptions{storeLeaseTTL: failoverTTL, cfg: orchestrator.Config{OnHealth: func(ok bool, _ string) {
 		select {
 		case healthy <- ok:
 		default:

@@ -60,12 +60,14 @@ type relayRig struct {
 }
 
 type rigOptions struct {
-	tickets   int // default 1
-	openobd   fake.Options
-	cfg       orchestrator.Config
-	client    connector.Config
-	svc       controlplane.Options
-	noAcquire bool
+	tickets int // default 1
+	openobd fake.Options
+	cfg     orchestrator.Config
+	client  connector.Config
+	// storeLeaseTTL replaces the default storeLeaseTTL.
+	storeLeaseTTL time.Duration
+	svc           controlplane.Options
+	noAcquire     bool
 }
 
 func newRelayRig(t *testing.T, o rigOptions) *relayRig {
@@ -74,7 +76,7 @@ func newRelayRig(t *testing.T, o rigOptions) *relayRig {
 		o.tickets = 1
 	}
 	w := newWorld(t, worldOptions{tickets: o.tickets, openobd: o.openobd})
-	r := w.startReplica("a", replicaOptions{cfg: o.cfg, client: o.client, svcOpts: o.svc})
+	r := w.startReplica("a", replicaOptions{cfg: o.cfg, client: o.client, svcOpts: o.svc, storeLeaseTTL: o.storeLeaseTTL})
 	g := &relayRig{t: t, w: w, r: r, ctx: testCtx(t)}
 	r.waitSessions(g.ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, o.tickets)
 	if !o.noAcquire {
