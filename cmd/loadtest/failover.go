@@ -295,14 +295,31 @@ func (r *runner) runFailover(ctx context.Context) (_ *failoverResult, err error)
 		IntakeSeconds: time.Since(began).Seconds(), Fsync: !cfg.noFsync}
 	res.SpreadBefore, res.MaxShareBefore = spreadOf(owners)
 
-	// Send through the owner, forwarded, and a bare hop.
-	owner, other := reps[0], reps[1]
+	// Send through the replica that holds the most sessions, forwarded by
+	// another, and a bare hop. The spread of a few tickets can leave a
+	// replica with none.
+	held := res.SpreadBefore
+	most := func(among []*clusterReplica) *clusterReplica {
+		best := among[0]
+		for _, c := range among[1:] {
+			if held[c.name] > held[best.name] {
+				best = c
+			}
+		}
+		return best
+	}
+	owner := most(reps)
+	other := reps[0]
+	if other == owner {
+		other = reps[1]
+	}
 	if err := r.sendPhases(ctx, res, owner, other, owners); err != nil {
 		return nil, err
 	}
 
-	// The kill.
-	victim := reps[2]
+	// The kill: of the replica, other than the first (which watches the
+	// failover), that holds the most sessions.
+	victim := most(reps[1:])
 	var killed, killedTickets []string
 	for id, o := range owners {
 		if o == victim.name {
