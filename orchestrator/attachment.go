@@ -211,20 +211,14 @@ func (a *attachment) traceParent() trace.SpanContext {
 	return a.trace
 }
 
-// receivedToken keeps the newest session token until it is stored. It
-// reports whether a reconcile must be queued to store it: not while the
-// session is still being attached or resumed (sess nil), since that
-// reconcile stores the newest token itself before it ends (authenticate
-// writes it with READY, and every attach or resume goes on to maintain,
-// which saves an unsaved token).
-func (a *attachment) receivedToken(token string, at time.Time) (queue bool) {
+// receivedToken keeps the newest session token until it is stored.
+func (a *attachment) receivedToken(token string, at time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if token == a.token || at.Before(a.tokenAt) {
-		return false
+		return
 	}
 	a.token, a.tokenAt, a.tokenStored = token, at, false
-	return a.sess != nil
 }
 
 // keptToken is a session token received at a time.

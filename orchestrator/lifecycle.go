@@ -662,9 +662,8 @@ func (o *Orchestrator) saveToken(ctx context.Context, a *attachment) error {
 func (o *Orchestrator) sessionOptions(a *attachment) []connector.SessionOption {
 	return []connector.SessionOption{
 		connector.OnToken(func(token string, received time.Time) {
-			if a.receivedToken(token, received) {
-				o.queue.Add(sessionKey(a.id))
-			}
+			a.receivedToken(token, received)
+			o.queue.Add(sessionKey(a.id))
 		}),
 		connector.OnEnd(func(error) { o.queue.Add(sessionKey(a.id)) }),
 	}
