@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 	"strings"
 
@@ -54,11 +55,19 @@ func (s *Store) Register(ctx context.Context, address string) error {
 }
 
 // ReplicaAddress returns the advertised address of the named replica; ok is
-// false when it is not registered (not running, or its lease ended). The
-// read may lag the newest registration by the member's replication delay.
+// false when it is not registered (not running, or its lease ended). While a
+// WatchReplicas runs, a replica it shows is answered from the watch, with no
+// store read (a forwarded call asks for every call); otherwise, and for a
+// replica the watch does not show (yet), the read may lag the newest
+// registration by the member's replication delay.
 func (s *Store) ReplicaAddress(ctx context.Context, name string) (address string, ok bool, err error) {
 	if name == "" {
 		return "", false, errors.New("store: replica address: empty replica name")
+	}
+	if m := s.registry.Load(); m != nil {
+		if a := (*m)[name]; a != "" {
+			return a, true, nil
+		}
 	}
 	resp, err := s.client.Get(ctx, s.replicaKey(name), clientv3.WithSerializable())
 	if err != nil {
@@ -79,18 +88,23 @@ func (s *Store) ReplicaAddress(ctx context.Context, name string) (address string
 // registering, stopping or losing its lease). The sequence ends after
 // yielding an error when ctx ends or the watch fails (etcd without a
 // leader, a compacted revision); the caller starts it again to relist.
+// While it runs, ReplicaAddress answers from it.
 func (s *Store) WatchReplicas(ctx context.Context) iter.Seq2[[]string, error] {
 	return func(yield func([]string, error) bool) {
+		defer s.registry.Store(nil)
 		dir := s.replicaKey("")
-		resp, err := s.client.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		resp, err := s.client.Get(ctx, dir, clientv3.WithPrefix())
 		if err != nil {
 			yield(nil, fmt.Errorf("store: list replicas: %w", err))
 			return
 		}
 		names := map[string]bool{}
+		addrs := map[string]string{}
 		for _, kv := range resp.Kvs {
-			names[string(kv.Key[len(dir):])] = true
+			name := string(kv.Key[len(dir):])
+			names[name], addrs[name] = true, registeredAddress(kv.Value)
 		}
+		s.publishRegistry(addrs)
 		if !yield(sortedNames(names), nil) {
 			return
 		}
@@ -105,14 +119,16 @@ func (s *Store) WatchReplicas(ctx context.Context) iter.Seq2[[]string, error] {
 			for _, ev := range wr.Events {
 				name := string(ev.Kv.Key[len(dir):])
 				switch {
-				case ev.Type == mvccpb.DELETE && names[name]:
+				case ev.Type == mvccpb.DELETE:
+					changed = changed || names[name]
 					delete(names, name)
-					changed = true
-				case ev.Type == mvccpb.PUT && !names[name]:
-					names[name] = true
-					changed = true
+					delete(addrs, name)
+				case ev.Type == mvccpb.PUT:
+					changed = changed || !names[name]
+					names[name], addrs[name] = true, registeredAddress(ev.Kv.Value)
 				}
 			}
+			s.publishRegistry(addrs)
 			if changed && !yield(sortedNames(names), nil) {
 				return
 			}
@@ -123,6 +139,22 @@ func (s *Store) WatchReplicas(ctx context.Context) iter.Seq2[[]string, error] {
 		}
 		yield(nil, errors.New("store: replica watch ended"))
 	}
+}
+
+// registeredAddress is the address in a registry value; "" when the value
+// cannot be read (ReplicaAddress then reads the store and reports why).
+func registeredAddress(v []byte) string {
+	var r Replica
+	if json.Unmarshal(v, &r) != nil {
+		return ""
+	}
+	return r.Address
+}
+
+// publishRegistry makes a copy of addrs what ReplicaAddress answers from.
+func (s *Store) publishRegistry(addrs map[string]string) {
+	m := maps.Clone(addrs)
+	s.registry.Store(&m)
 }
 
 func sortedNames(set map[string]bool) []string {

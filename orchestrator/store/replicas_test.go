@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"iter"
 	"slices"
 	"testing"
@@ -46,7 +47,9 @@ func TestRegistry(t *testing.T) {
 }
 
 // TestWatchReplicas: the watch yields the registry as it is, then again at
-// every registration and every replica that goes.
+// every registration and every replica that goes; while it runs,
+// ReplicaAddress answers from it without reading the store (here with a
+// cancelled context, which fails any store read).
 func TestWatchReplicas(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -76,4 +79,16 @@ func TestWatchReplicas(t *testing.T) {
 		t.Fatalf("Close = %v", err)
 	}
 	want("b")
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if addr, ok, err := b.ReplicaAddress(cancelled, "b"); err != nil || !ok || addr != "10.0.0.3:7600" {
+		t.Errorf("ReplicaAddress(b) while the watch runs = %q, %v, %v; want 10.0.0.3:7600 from the watch", addr, ok, err)
+	}
+	if _, _, err := b.ReplicaAddress(cancelled, "a"); err == nil {
+		t.Error("ReplicaAddress(a), gone from the watch, with a cancelled context = no error, want the store read's")
+	}
+	stop()
+	if _, _, err := b.ReplicaAddress(cancelled, "b"); err == nil {
+		t.Error("ReplicaAddress(b) after the watch stopped, with a cancelled context = no error, want the store read's")
+	}
 }

@@ -118,6 +118,9 @@ type Store struct {
 	regrant sync.Mutex
 	// address is the address given to Register, if any.
 	address atomic.Pointer[string]
+	// registry is the replica registry (name to address) as a running
+	// WatchReplicas sees it; nil while none runs.
+	registry atomic.Pointer[map[string]string]
 
 	closeOnce sync.Once
 	closeErr  error
