@@ -65,10 +65,15 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		InfoPeriod: 20 * time.Millisecond,
 	}
 	logs := &syncBuffer{}
+	// loadedP2 is the tests' response timeout: an answer from the
+	// in-process fake can take longer than the default P2 (2 s) on a
+	// machine loaded by other work. Tests of timeouts set their own.
+	const loadedP2 = 30 * time.Second
 	cfg := connector.Config{
 		ClientID:          clientID,
 		ClientSecret:      clientSecret,
 		CallTimeout:       5 * time.Second,
+		ResponseTimeout:   loadedP2,
 		ReconnectInitial:  10 * time.Millisecond,
 		ReconnectMax:      100 * time.Millisecond,
 		BusyRetryInterval: 20 * time.Millisecond,

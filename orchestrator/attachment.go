@@ -227,6 +227,21 @@ type keptToken struct {
 	at    time.Time
 }
 
+// storedToken notes the token the store has, unless the token stream has
+// already delivered a newer one (which stays to be saved).
+func (a *attachment) storedToken(token string, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case a.token == token:
+		a.tokenStored = true
+	case a.token != "" && !at.After(a.tokenAt):
+		// A newer token arrived meanwhile: it stays to be saved.
+	default:
+		a.token, a.tokenAt, a.tokenStored = token, at, true
+	}
+}
+
 // unsavedToken returns the newest token if the store does not have it yet.
 func (a *attachment) unsavedToken() (string, time.Time, bool) {
 	a.mu.Lock()

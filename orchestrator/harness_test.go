@@ -181,6 +181,12 @@ func (w *world) startReplica(name string, o replicaOptions) *replica {
 	occ := o.client
 	occ.ClientID, occ.ClientSecret, occ.Host, occ.Port, occ.RootCAs = w.jf.ClientID, w.jf.ClientSecret, host, port, w.jf.Certificate.RootCAs()
 	occ.ReconnectInitial, occ.ReconnectMax, occ.Logger = 20*time.Millisecond, 200*time.Millisecond, quiet
+	if occ.ResponseTimeout == 0 {
+		// An answer from the in-process fake can take longer than the
+		// default P2 (2 s) on a loaded machine; tests of timeouts set
+		// their own.
+		occ.ResponseTimeout = 30 * time.Second
+	}
 	oc, err := connector.New(occ)
 	if err != nil {
 		t.Fatalf("connector.New: %v", err)

@@ -510,9 +510,7 @@ func (o *Orchestrator) resume(ctx context.Context, rec *session.Record, a *attac
 		return o.attachFailed(ctx, rec, "re-attach", err)
 	}
 	a.attachSession(sess, rec.Buses)
-	a.mu.Lock()
-	a.token, a.tokenAt, a.tokenStored = rec.OpenOBD.Token, rec.OpenOBD.TokenReceivedAt, true
-	a.mu.Unlock()
+	a.storedToken(rec.OpenOBD.Token, rec.OpenOBD.TokenReceivedAt)
 	o.logger(ctx).InfoContext(ctx, "session re-attached", "session_id", rec.ID, "state", rec.State.String())
 	if rec.State == session.StateReady {
 		o.notifyReady()

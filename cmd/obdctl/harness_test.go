@@ -55,7 +55,8 @@ func startOrchestrator(t *testing.T, tickets int) *testOrchestrator {
 	}
 	host, portS, _ := net.SplitHostPort(jf.OpenOBDAddr)
 	port, _ := strconv.Atoi(portS)
-	oc, err := connector.New(connector.Config{ClientID: jf.ClientID, ClientSecret: jf.ClientSecret, ClusterID: "001", Host: host, Port: port, Insecure: true, Logger: log})
+	oc, err := connector.New(connector.Config{ClientID: jf.ClientID, ClientSecret: jf.ClientSecret, ClusterID: "001", Host: host, Port: port, Insecure: true, Logger: log,
+		ResponseTimeout: 30 * time.Second}) // room for a loaded machine
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,9 @@ type Options struct {
 	OpenOBD fake.Options
 	// Client configures the orchestrator's openOBD client, such as the UDS
 	// timeouts (ResponseTimeout is P2, P2Star is P2*); the fake's address
-	// and credentials are filled in.
+	// and credentials are filled in. ResponseTimeout defaults to 30 s here
+	// (the connector's default is 2 s), so that tests on a machine loaded by
+	// other work do not time out waiting for the in-process fake.
 	Client connector.Config
 	// Logger receives the orchestrator's logs; default discards them.
 	Logger *slog.Logger
@@ -139,6 +141,9 @@ func New(ctx context.Context, opts Options) (_ *Env, err error) {
 	occ.ClientID, occ.ClientSecret, occ.Host, occ.Port, occ.Insecure = jf.ClientID, jf.ClientSecret, host, port, true
 	if occ.Logger == nil {
 		occ.Logger = log
+	}
+	if occ.ResponseTimeout == 0 {
+		occ.ResponseTimeout = 30 * time.Second
 	}
 	oc, err := connector.New(occ)
 	if err != nil {
