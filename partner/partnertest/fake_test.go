@@ -339,7 +339,7 @@ func TestFaults(t *testing.T) {
 		status, _, _ := call(t, srv, http.MethodGet, partner.PathTickets, "", "", auth)
 		done <- status
 	}()
-	deadline := time.Now().Add(time.Minute) // a bound on the wait, not a speed
+	deadline := time.Now().Add(time.Minute)       // a bound on the wait, not a speed
 	for srv.Requests()[partner.PathTickets] < 6 { // the five above and this one
 		if time.Now().After(deadline) {
 			t.Fatal("the hanging request never arrived")
