@@ -1,6 +1,7 @@
 package orchestrator_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -416,19 +417,7 @@ func TestTokenSaveIsRetried(t *testing.T) {
 	r := w.startReplica("a", replicaOptions{storeLeaseTTL: 2 * outage})
 	ctx := testCtx(t)
 	s := r.waitSessions(ctx, t, stateReady, 1)[0]
-	faults := w.jf.OpenOBD.Faults()
-
-	w.stopEtcd()
-	issued := len(w.jf.OpenOBD.IssuedTokens())
-	poll(ctx, t, "a token issued during the outage", func() bool { return len(w.jf.OpenOBD.IssuedTokens()) > issued })
-	// No more tokens from now on: the token stream is cut and cannot reopen.
-	faults.Hang(true)
-	t.Cleanup(func() { faults.Hang(false) })
-	if err := faults.DropStreams(s.GetOpenobdSessionId()); err != nil {
-		t.Fatal(err)
-	}
-	all := w.jf.OpenOBD.IssuedTokens()
-	newest := all[len(all)-1]
+	newest := w.tokenDuringOutage(ctx, t, s.GetOpenobdSessionId())
 	select { // the outage itself, not a wait for an event
 	case <-time.After(outage):
 	case <-ctx.Done():
@@ -526,19 +515,7 @@ func TestTokenKeptAcrossLostStoreLease(t *testing.T) {
 	}}})
 	ctx := testCtx(t)
 	s := r.waitSessions(ctx, t, stateReady, 1)[0]
-	faults := w.jf.OpenOBD.Faults()
-
-	w.stopEtcd()
-	issued := len(w.jf.OpenOBD.IssuedTokens())
-	poll(ctx, t, "a token issued during the outage", func() bool { return len(w.jf.OpenOBD.IssuedTokens()) > issued })
-	// No more tokens from now on, and no re-attach: openOBD hangs.
-	faults.Hang(true)
-	t.Cleanup(func() { faults.Hang(false) })
-	if err := faults.DropStreams(s.GetOpenobdSessionId()); err != nil {
-		t.Fatal(err)
-	}
-	all := w.jf.OpenOBD.IssuedTokens()
-	newest := all[len(all)-1]
+	newest := w.tokenDuringOutage(ctx, t, s.GetOpenobdSessionId())
 	for ok := true; ok; { // the store lease ends during the outage
 		select {
 		case ok = <-healthy:
@@ -551,4 +528,23 @@ func TestTokenKeptAcrossLostStoreLease(t *testing.T) {
 		rec, err := r.store.Get(ctx, s.GetId())
 		return err == nil && rec.OpenOBD.Token == newest && rec.Owner == "a"
 	})
+}
+
+// tokenDuringOutage stops etcd, waits for openOBD to issue a token while the
+// store is unreachable, then makes openOBD hang (no more tokens, no
+// re-attach) and cuts the session's streams. It returns the newest token;
+// etcd stays stopped.
+func (w *world) tokenDuringOutage(ctx context.Context, t *testing.T, openOBDSessionID string) string {
+	t.Helper()
+	faults := w.jf.OpenOBD.Faults()
+	w.stopEtcd()
+	issued := len(w.jf.OpenOBD.IssuedTokens())
+	poll(ctx, t, "a token issued during the outage", func() bool { return len(w.jf.OpenOBD.IssuedTokens()) > issued })
+	faults.Hang(true)
+	t.Cleanup(func() { faults.Hang(false) })
+	if err := faults.DropStreams(openOBDSessionID); err != nil {
+		t.Fatal(err)
+	}
+	all := w.jf.OpenOBD.IssuedTokens()
+	return all[len(all)-1]
 }
