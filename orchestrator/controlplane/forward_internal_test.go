@@ -90,16 +90,7 @@ func serveReplica(t *testing.T, core Core, name, certFile, keyFile, caFile strin
 	srv := NewServer(NewService(core, Options{Forwarder: fwd}), ServerOptions{
 		Credentials: creds, Unary: []grpc.UnaryServerInterceptor{au, fu}, Stream: []grpc.StreamServerInterceptor{as, fs},
 	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		_ = fwd.Close()
-	})
-	return lis.Addr().String()
+	return serveLoopback(t, srv, fwd)
 }
 
 // TestForwardOverMutualTLS: with TLS on, a replica calls the owner over
@@ -219,16 +210,7 @@ func servePlain(t *testing.T, core Core, name string) string {
 	}
 	fu, fs := fwd.ForwardInterceptors()
 	srv := NewServer(NewService(core, Options{Forwarder: fwd}), ServerOptions{Unary: []grpc.UnaryServerInterceptor{fu}, Stream: []grpc.StreamServerInterceptor{fs}})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		_ = fwd.Close()
-	})
-	return lis.Addr().String()
+	return serveLoopback(t, srv, fwd)
 }
 
 // TestForwardedExchangeCancelledByTheRunner: a runner leaving an Exchange
@@ -278,4 +260,20 @@ func TestForwardedExchangeCancelledByTheRunner(t *testing.T) {
 			t.Fatalf("timed out waiting until %s", w.what)
 		}
 	}
+}
+
+// serveLoopback serves srv on a loopback port until the test ends, then
+// stops it and fwd; it returns the address.
+func serveLoopback(t *testing.T, srv *Server, fwd *Forwarder) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		_ = fwd.Close()
+	})
+	return lis.Addr().String()
 }
