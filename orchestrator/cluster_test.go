@@ -39,8 +39,11 @@ const (
 	// a loaded machine running several clusters at once.
 	clusterLeaseTTL = store.DefaultLeaseTTL
 	// quorumLeaseTTL is the lease in the quorum-loss test, which every
-	// replica loses anyway: the outage lasts until they all have.
+	// replica loses anyway.
 	quorumLeaseTTL = 5 * time.Second
+	// quorumOutage is how long the quorum-loss test keeps etcd without a
+	// quorum (longer if the replicas take longer to report NOT_SERVING).
+	quorumOutage = 20 * time.Second
 )
 
 // endpoints are the etcd client URLs the replicas use.
@@ -73,9 +76,10 @@ func newClusterWorld(t *testing.T, o worldOptions) *world {
 
 // healthWatch follows a replica's health reports.
 type healthWatch struct {
-	mu      sync.Mutex
-	ok      bool
-	changed chan struct{}
+	mu       sync.Mutex
+	ok       bool
+	servings int // reports of SERVING after NOT_SERVING (or first)
+	changed  chan struct{}
 }
 
 func newHealthWatch() *healthWatch { return &healthWatch{changed: make(chan struct{})} }
@@ -83,9 +87,20 @@ func newHealthWatch() *healthWatch { return &healthWatch{changed: make(chan stru
 func (h *healthWatch) report(ok bool, _ string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if ok && !h.ok {
+		h.servings++
+	}
 	h.ok = ok
 	close(h.changed)
 	h.changed = make(chan struct{})
+}
+
+// state returns the replica's health now and how many times it has
+// reported SERVING since it last did not.
+func (h *healthWatch) state() (ok bool, servings int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ok, h.servings
 }
 
 // wait returns when the replica reports want.
@@ -398,10 +413,11 @@ func TestClusterPausedReplicaWritesNothingStale(t *testing.T) {
 	checkOneOpenOBDPerTicket(t, w, append(tickets, more...))
 }
 
-// TestClusterQuorumLoss: two of the three etcd members stop until every
-// replica has lost its store lease (5 s here), which is what 20 s without a
-// quorum does to replicas with the default 10 s lease.
-// During it every replica reports NOT_SERVING; after it every replica
+// TestClusterQuorumLoss: two of the three etcd members stop for 20 s
+// (quorumOutage), long enough for every replica to lose its store lease
+// (5 s here; the default 10 s one is lost too). From the moment a replica
+// reports NOT_SERVING until the members are back it never reports SERVING;
+// after it every replica
 // serves again, every session is READY on its one openOBD session, no
 // record was written twice, and the tokens received while the store was
 // down are superseded by saved newer ones.
@@ -427,11 +443,26 @@ func TestClusterQuorumLoss(t *testing.T) {
 		}
 	}
 	issued := len(w.jf.OpenOBD.IssuedTokens())
-	for _, r := range rs {
+	servings := make([]int, len(rs))
+	for i, r := range rs {
 		r.health.wait(ctx, t, r.name, false)
+		_, servings[i] = r.health.state()
 	}
 	if len(w.jf.OpenOBD.IssuedTokens()) == issued {
 		poll(ctx, t, "a token issued during the outage", func() bool { return len(w.jf.OpenOBD.IssuedTokens()) > issued })
+	}
+	// The outage lasts quorumOutage: the replicas keep asking etcd for a
+	// lease all along, and their tokens keep rotating on openOBD.
+	hold := time.NewTimer(quorumOutage - time.Since(down))
+	select {
+	case <-hold.C:
+	case <-ctx.Done():
+		t.Fatal("test deadline during the outage")
+	}
+	for i, r := range rs {
+		if ok, n := r.health.state(); ok || n != servings[i] {
+			t.Errorf("replica %s reported SERVING during the outage (serving now: %v)", r.name, ok)
+		}
 	}
 	if err := w.cluster.StartMembers(ctx, 1, 2); err != nil {
 		t.Fatalf("StartMembers: %v", err)
@@ -518,7 +549,7 @@ func TestClusterQuorumLoss(t *testing.T) {
 			t.Errorf("ticket %s has %d session records, want 1", ticket, len(recs))
 		}
 	}
-	t.Logf("quorum loss: 2 of 3 members down for %.2fs (until every replica reported NOT_SERVING); every replica SERVING and all %d sessions READY %.2fs after the members were back, each with a token received after the outage stored %.2fs after; 0 duplicate openOBD sessions",
+	t.Logf("quorum loss: 2 of 3 members down for %.2fs, every replica NOT_SERVING throughout; every replica SERVING and all %d sessions READY %.2fs after the members were back, each with a token received after the outage stored %.2fs after; 0 duplicate openOBD sessions",
 		outage.Seconds(), len(ids), recovered.Seconds(), attached.Seconds())
 }
 
