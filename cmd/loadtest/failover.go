@@ -30,11 +30,14 @@ import (
 
 // The failover scenario: three replicas in this process on a three-member
 // embedded etcd cluster, as three hosts would run them, share --tickets
-// tickets. Before the kill it measures Send through the session's owner,
-// Send through another replica (forwarded to the owner) and a bare gRPC
-// hop, one after the other; then it kills one replica as kill -9 would (its
-// store lease is left to expire) and times until every one of its sessions
-// is READY on a survivor and answers a Send made through a survivor.
+// tickets. Before the kill it leases up to --sessions sessions of one
+// replica and measures Send through that owner, Send through another replica
+// (forwarded to the owner) and a bare gRPC hop, one after the other; then it
+// kills the owner as kill -9 would (its store lease is left to expire), the
+// runners still holding their leases, and times until every one of its
+// sessions is adopted by a survivor (READY, or RUNNING under its runner's
+// lease) and answers a Send made through a survivor: with the runner's own
+// lease where it had one, else after leasing it anew.
 
 // failoverResult is the failover scenario's report.
 type failoverResult struct {
@@ -53,11 +56,15 @@ type failoverResult struct {
 	// sessions one replica holds.
 	MaxShareBefore float64 `json:"max_share_before"`
 	MaxShareAfter  float64 `json:"max_share_after"`
-	// KilledSessions are the sessions the killed replica held.
+	// KilledSessions are the sessions the killed replica held;
+	// KilledLeased those of them a runner held a lease on at the kill.
 	KilledSessions int `json:"killed_sessions"`
-	// AdoptedSeconds runs from the kill to the last of them recorded READY
-	// with a survivor as owner; FailoverSeconds to the last of them
-	// usable: leased through a survivor and answering a Send.
+	KilledLeased   int `json:"killed_leased"`
+	// AdoptedSeconds runs from the kill to the last of them recorded with a
+	// survivor as owner, READY or (under its runner's lease) RUNNING;
+	// FailoverSeconds to the last of them usable through a survivor: a
+	// Send answered, with the runner's lease (the same lease id as before
+	// the kill) or after an AcquireSession.
 	AdoptedSeconds  float64 `json:"adopted_seconds"`
 	FailoverSeconds float64 `json:"failover_seconds"`
 	// NewOpenOBDSessions are openOBD sessions started after the kill;
@@ -89,7 +96,7 @@ func (r *failoverResult) lostCount() uint64 { return r.Lost }
 func (r *failoverResult) check(cfg *config) {
 	short := shortRun(time.Duration(r.MeasuredSeconds * float64(time.Second)))
 	r.Targets = []targetCheck{
-		atMost("failover: a killed replica's sessions READY on the survivors <= store lease TTL + 2 s", r.FailoverSeconds, r.StoreLeaseTTLSeconds+2, "s", false, nil),
+		atMost("failover: a killed replica's sessions answering a Send through the survivors <= store lease TTL + 2 s", r.FailoverSeconds, r.StoreLeaseTTLSeconds+2, "s", false, nil),
 		atMost("duplicate live openOBD sessions = 0", float64(r.Duplicates), 0, "", false, nil),
 		atMost("new openOBD sessions after the kill = 0 (stored tokens re-attach)", float64(r.NewOpenOBDSessions), 0, "", false, nil),
 		atMost("largest share of sessions after the failover <= 60 %", 100*r.MaxShareAfter, 60, "%", false, unless(nil, r.Tickets >= 30, "set for 30 tickets or more")),
@@ -102,9 +109,9 @@ func (r *failoverResult) printTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "intake to all READY\t%s s\t\n", num(r.IntakeSeconds))
 	fmt.Fprintf(tw, "spread before the kill\t%s\t(largest %s %%)\n", spread(r.SpreadBefore), num(100*r.MaxShareBefore))
-	fmt.Fprintf(tw, "killed replica's sessions\t%d\t\n", r.KilledSessions)
-	fmt.Fprintf(tw, "kill to all of them READY on a survivor\t%s s\t\n", num(r.AdoptedSeconds))
-	fmt.Fprintf(tw, "kill to all of them answering a Send\t%s s\t\n", num(r.FailoverSeconds))
+	fmt.Fprintf(tw, "killed replica's sessions\t%d\t(%d leased by runners)\n", r.KilledSessions, r.KilledLeased)
+	fmt.Fprintf(tw, "kill to all of them adopted by a survivor\t%s s\t\n", num(r.AdoptedSeconds))
+	fmt.Fprintf(tw, "kill to all of them answering a Send\t%s s\t(a runner with its own lease)\n", num(r.FailoverSeconds))
 	fmt.Fprintf(tw, "spread after\t%s\t(largest %s %%)\n", spread(r.SpreadAfter), num(100*r.MaxShareAfter))
 	fmt.Fprintf(tw, "new openOBD sessions / duplicates\t%d / %d\t\n", r.NewOpenOBDSessions, r.Duplicates)
 	fmt.Fprintln(tw, "\t\t")
@@ -295,39 +302,35 @@ func (r *runner) runFailover(ctx context.Context) (_ *failoverResult, err error)
 		IntakeSeconds: time.Since(began).Seconds(), Fsync: !cfg.noFsync}
 	res.SpreadBefore, res.MaxShareBefore = spreadOf(owners)
 
-	// Send through the replica that holds the most sessions, forwarded by
-	// another, and a bare hop. The spread of a few tickets can leave a
-	// replica with none.
+	// Send through the replica, other than the first (which forwards and
+	// watches the failover), that holds the most sessions, forwarded by the
+	// first, and a bare hop. The spread of a few tickets can leave a replica
+	// with none.
 	held := res.SpreadBefore
-	most := func(among []*clusterReplica) *clusterReplica {
-		best := among[0]
-		for _, c := range among[1:] {
-			if held[c.name] > held[best.name] {
-				best = c
-			}
+	owner := reps[1]
+	for _, c := range reps[2:] {
+		if held[c.name] > held[owner.name] {
+			owner = c
 		}
-		return best
 	}
-	owner := most(reps)
-	other := reps[0]
-	if other == owner {
-		other = reps[1]
-	}
-	if err := r.sendPhases(ctx, res, owner, other, owners); err != nil {
+	leases, err := r.sendPhases(ctx, res, owner, reps[0], owners)
+	if err != nil {
 		return nil, err
 	}
 
-	// The kill: of the replica, other than the first (which watches the
-	// failover), that holds the most sessions.
-	victim := most(reps[1:])
-	var killed, killedTickets []string
+	// The kill: of that owner, its runners still holding their leases.
+	victim := owner
+	var killed []killedSession
 	for id, o := range owners {
 		if o == victim.name {
 			rec, err := reps[0].core.GetSession(ctx, id)
 			if err != nil {
 				return nil, err
 			}
-			killed, killedTickets = append(killed, id), append(killedTickets, rec.TicketID)
+			killed = append(killed, killedSession{id: id, ticket: rec.TicketID, lease: leases[id]})
+			if leases[id] != "" {
+				res.KilledLeased++
+			}
 		}
 	}
 	res.KilledSessions = len(killed)
@@ -343,7 +346,7 @@ func (r *runner) runFailover(ctx context.Context) (_ *failoverResult, err error)
 	if err != nil {
 		return nil, err
 	}
-	usable, err := waitUsable(ctx, reps[0], killedTickets, time.Minute)
+	usable, err := waitUsable(ctx, reps[0], killed, time.Minute)
 	if err != nil {
 		return nil, err
 	}
@@ -392,28 +395,39 @@ func readyOwners(ctx context.Context, core *orchestrator.Orchestrator, rev int64
 	return nil, ctx.Err()
 }
 
-// waitAdopted follows the store from rev until every session in ids is
-// READY with an owner other than gone, and returns when the last one was.
-func waitAdopted(ctx context.Context, core *orchestrator.Orchestrator, rev int64, ids []string, gone string, limit time.Duration) (time.Time, error) {
+// killedSession is a session of the killed replica, with the lease a
+// runner held on it at the kill (empty when none).
+type killedSession struct {
+	id, ticket, lease string
+}
+
+// waitAdopted follows the store from rev until every session in killed has
+// an owner other than gone and is READY, or RUNNING under the lease its
+// runner held, and returns when the last one was.
+func waitAdopted(ctx context.Context, core *orchestrator.Orchestrator, rev int64, killed []killedSession, gone string, limit time.Duration) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
+	want := map[string]string{}
+	for _, k := range killed {
+		want[k.id] = k.lease
 	}
 	adopted := map[string]bool{}
 	last := time.Now()
-	if len(ids) == 0 {
+	if len(killed) == 0 {
 		return last, nil
 	}
 	for ev, err := range core.WatchSessions(ctx, rev+1, orchestrator.SessionFilter{}) {
 		if err != nil {
-			return last, fmt.Errorf("waiting for %d adopted sessions: %d adopted: %w", len(ids), len(adopted), err)
+			return last, fmt.Errorf("waiting for %d adopted sessions: %d adopted: %w", len(killed), len(adopted), err)
 		}
 		s := ev.Session
-		if want[s.ID] && !adopted[s.ID] && s.State == session.StateReady && s.Owner != gone {
+		lease, ok := want[s.ID]
+		if !ok || adopted[s.ID] || s.Owner == gone || s.Owner == "" {
+			continue
+		}
+		if s.State == session.StateReady || (s.State == session.StateRunning && lease != "" && s.Lease != nil && s.Lease.ID == lease) {
 			adopted[s.ID], last = true, time.Now()
-			if len(adopted) == len(ids) {
+			if len(adopted) == len(killed) {
 				return last, nil
 			}
 		}
@@ -421,22 +435,23 @@ func waitAdopted(ctx context.Context, core *orchestrator.Orchestrator, rev int64
 	return last, ctx.Err()
 }
 
-// waitUsable leases each session of tickets through via and sends one
-// request on it, retrying every 20 ms until that succeeds, and returns
-// when the last one did: the session is attached again on openOBD.
-func waitUsable(ctx context.Context, via *clusterReplica, tickets []string, limit time.Duration) (time.Time, error) {
+// waitUsable sends one request on each killed session through via, with
+// its runner's lease or, without one, after leasing the session through
+// via, retrying every 20 ms until that succeeds, and returns when the last
+// one did: the session is attached again on openOBD.
+func waitUsable(ctx context.Context, via *clusterReplica, killed []killedSession, limit time.Duration) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var mu sync.Mutex
 	last := time.Now()
-	err := parallel(len(tickets), setupWidth, func(i int) error {
-		lease, id := "", ""
+	err := parallel(len(killed), setupWidth, func(i int) error {
+		lease, id := killed[i].lease, killed[i].id
 		for {
 			var err error
 			if lease == "" {
 				var acq *orchestratorv1.AcquireSessionResponse
 				actx, cancel := context.WithTimeout(ctx, time.Second)
-				acq, err = via.api.AcquireSession(actx, &orchestratorv1.AcquireSessionRequest{Runner: "loadtest-failover", TicketId: tickets[i], LeaseTtl: durationpb.New(leaseTTL)})
+				acq, err = via.api.AcquireSession(actx, &orchestratorv1.AcquireSessionRequest{Runner: "loadtest-failover", TicketId: killed[i].ticket, LeaseTtl: durationpb.New(leaseTTL)})
 				cancel()
 				lease, id = acq.GetLeaseId(), acq.GetSession().GetId()
 			}
@@ -457,7 +472,7 @@ func waitUsable(ctx context.Context, via *clusterReplica, tickets []string, limi
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return fmt.Errorf("ticket %s not usable through %s: %w (last error: %v)", tickets[i], via.name, ctx.Err(), err)
+				return fmt.Errorf("ticket %s not usable through %s: %w (last error: %v)", killed[i].ticket, via.name, ctx.Err(), err)
 			case <-t.C:
 			}
 		}
@@ -479,8 +494,9 @@ func spreadOf(owners map[string]string) (map[string]int, float64) {
 
 // sendPhases leases sessions owned by owner and measures Send on them
 // through owner, then through other (forwarded), then a bare gRPC hop, each
-// with the same number of callers.
-func (r *runner) sendPhases(ctx context.Context, res *failoverResult, owner, other *clusterReplica, owners map[string]string) error {
+// with the same number of callers. It returns the leases, by session id,
+// which it keeps.
+func (r *runner) sendPhases(ctx context.Context, res *failoverResult, owner, other *clusterReplica, owners map[string]string) (map[string]string, error) {
 	cfg := r.cfg
 	var mine []string
 	for id, o := range owners {
@@ -491,7 +507,7 @@ func (r *runner) sendPhases(ctx context.Context, res *failoverResult, owner, oth
 	slices.Sort(mine)
 	n := min(cfg.sessions, len(mine))
 	if n == 0 {
-		return fmt.Errorf("replica %s holds no session to send on", owner.name)
+		return nil, fmt.Errorf("replica %s holds no session to send on", owner.name)
 	}
 	res.SendSessions = n
 	leases := make([]string, n)
@@ -511,7 +527,7 @@ func (r *runner) sendPhases(ctx context.Context, res *failoverResult, owner, oth
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sends := func(via *clusterReplica) []exchanger {
 		exs := make([]exchanger, n)
@@ -536,7 +552,7 @@ func (r *runner) sendPhases(ctx context.Context, res *failoverResult, owner, oth
 	fwdLoad := r.load(ctx, "failover", "forwarded send", sends(other), spec)
 	echo, err := startEcho()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	bareExs := make([]exchanger, n)
 	for i := range bareExs {
@@ -553,7 +569,11 @@ func (r *runner) sendPhases(ctx context.Context, res *failoverResult, owner, oth
 	res.ForwardedAddedP99 = res.ForwardedP99 - res.OwnerP99
 	res.ForwardedPerBareP50 = ratio(res.ForwardedAddedP50, res.BareP50)
 	res.MeasuredSeconds = cfg.duration.Seconds()
-	return nil
+	held := make(map[string]string, n)
+	for i := range n {
+		held[mine[i]] = leases[i]
+	}
+	return held, nil
 }
 
 // waitFor polls cond every 10 ms until it holds, for at most limit.

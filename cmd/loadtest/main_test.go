@@ -58,7 +58,7 @@ var wantKeys = map[string][]string{
 	"intake": {"intake_seconds", "partner_requests", "openobd_calls", "tickets", "store_writes_per_session", "lost", "targets"},
 	"memory": {"rss_per_session_kib", "goroutines_per_session", "direct_rss_per_session_kib", "sessions", "lost", "targets"},
 	"failover": {
-		"failover_seconds", "adopted_seconds", "killed_sessions", "duplicates", "new_openobd_sessions",
+		"failover_seconds", "adopted_seconds", "killed_sessions", "killed_leased", "duplicates", "new_openobd_sessions",
 		"spread_before", "spread_after", "max_share_after", "owner_send_p50_ms", "forwarded_send_p50_ms", "bare_hop_p50_ms",
 		"forwarded_added_p50_ms", "forwarded_added_p50_per_bare_hop_p50", "lost", "targets",
 	},
