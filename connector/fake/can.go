@@ -55,17 +55,22 @@ func (c *canService) OpenIsotpStream(stream grpc.BidiStreamingServer[openobdv1.I
 
 // isotp handles one message of an ISO-TP stream: it validates the channel
 // and payload, passes the request to the vehicle and sends its replies at
-// their time. An error ends the stream.
+// their time. An error ends the stream. It takes no server-wide lock (see
+// Server): the session's buses, the connector's link and vehicle and the
+// fault settings are loaded atomically.
 func (s *Server) isotp(ctx context.Context, sess *session, m *openobdv1.IsotpMessage, send func(*openobdv1.IsotpMessage) error) error {
+	if ctx.Err() != nil {
+		// The stream ended (its session ended, its streams were dropped or
+		// the fake closes) while this message waited: no answer.
+		return streamErr(ctx)
+	}
 	ch := m.GetChannel()
 	if ch == nil {
 		return errMissingChannel
 	}
-	s.mu.Lock()
-	bus := sess.buses[ch.GetBusName()]
+	bus := (*sess.buses.Load())[ch.GetBusName()]
 	conn := sess.conn
-	connected := conn.connected
-	s.mu.Unlock()
+	connected := conn.link.Load().connected
 	if err := checkChannel(ch, bus); err != nil {
 		return err
 	}
@@ -90,7 +95,7 @@ func (s *Server) isotp(ctx context.Context, sess *session, m *openobdv1.IsotpMes
 	if s.opts.BusTiming {
 		rate = bitRate(bus.GetCanBus().GetCanBitRate())
 	}
-	latency := s.faults.isotpLatency()
+	latency := s.faults.settings().isotpLat
 	for i, r := range replies {
 		wait := r.After + latency + transferTime(len(r.Payload), rate)
 		if i == 0 {
@@ -110,7 +115,7 @@ func (s *Server) isotp(ctx context.Context, sess *session, m *openobdv1.IsotpMes
 // returns the replies that reach a client listening on responseID.
 func (s *Server) exchange(conn *connector, requestID, responseID uint32, req []byte) []Reply {
 	now := s.opts.Now()
-	v := conn.vehicle
+	v := conn.vehicle.Load()
 	fault := s.faults.takeECUFault(conn.key, requestID)
 	if fault.silent {
 		return nil

@@ -44,7 +44,7 @@ func (c *configService) ConfigureBus(stream grpc.ClientStreamingServer[openobdv1
 				s.mu.Unlock()
 				return errNotActive(sess.state)
 			}
-			sess.buses = v.buses
+			sess.buses.Store(&v.buses)
 			s.mu.Unlock()
 			return stream.SendAndClose(&openobdv1.EmptyMessage{})
 		case m := <-msgs:

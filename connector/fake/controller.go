@@ -99,12 +99,12 @@ func (s *Server) start(ctx context.Context, t Target) (*openobdv1.SessionInfo, e
 		state:     StateAvailable,
 		createdAt: now,
 		authToken: rand.Text(),
-		buses:     map[string]*openobdv1.BusConfiguration{},
 		ctx:       sctx,
 		cancel:    cancel,
 		gen:       gen,
 		genCancel: genCancel,
 	}
+	sess.buses.Store(&busMap{})
 	s.sessions[sess.id] = sess
 	s.authTokens[sess.authToken] = sess
 	s.rememberLocked(sess.authToken)

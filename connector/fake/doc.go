@@ -56,6 +56,9 @@
 //     again for another call is "Invalid token.". Controller tokens live for
 //     ControllerTokenValidity (default 90 min, the lifetime Jifeline's Python
 //     client assumes).
+//   - A session token is checked when a call or a stream begins. A stream
+//     that is open when its token expires goes on until it, its session or
+//     the fake ends; a new stream with that token is UNAUTHENTICATED.
 //   - When a session is interrupted (interruptSession, InterruptSession, the
 //     Partner API or the steering handler), every open stream of it ends with
 //     Options.InterruptCode (default CANCELLED) and "Session was interrupted.".
@@ -156,4 +159,8 @@
 // The fake starts no background goroutines: retention and token expiry are
 // evaluated against Options.Now whenever state is read, and stream timers
 // live inside the stream handlers.
+//
+// Sessions are independent: while no ECU fault is set, the messages of an
+// ISO-TP stream take no lock that other sessions take (see Server for the
+// locks).
 package fake

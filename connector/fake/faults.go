@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,12 +14,36 @@ import (
 type Faults struct {
 	s *Server
 
+	// cur is what every call and every ISO-TP message reads: a snapshot of
+	// the settings below, replaced (never modified) with mu held.
+	cur atomic.Pointer[faultSettings]
+
 	mu       sync.Mutex
 	callLat  time.Duration
 	isotpLat time.Duration
 	refuse   int           // > 0: refuse that many starts; < 0: refuse all
 	hang     chan struct{} // non-nil while calls hang; closed to release them
 	ecu      map[ecuKey]*ECUFault
+}
+
+// faultSettings is a snapshot of the fault settings that calls and ISO-TP
+// messages read.
+type faultSettings struct {
+	callLat  time.Duration
+	isotpLat time.Duration
+	hang     chan struct{} // non-nil while calls hang
+	// ecu reports whether any ECU fault is set; only then does a request
+	// take Faults.mu to count it down.
+	ecu bool
+}
+
+// settings returns the current fault settings without locking.
+func (f *Faults) settings() *faultSettings { return f.cur.Load() }
+
+// publishLocked replaces the snapshot after a change of the settings; the
+// caller holds f.mu.
+func (f *Faults) publishLocked() {
+	f.cur.Store(&faultSettings{callLat: f.callLat, isotpLat: f.isotpLat, hang: f.hang, ecu: len(f.ecu) > 0})
 }
 
 // ECUFault makes one ECU misbehave. The zero value clears the fault.
@@ -70,6 +95,7 @@ func (f *Faults) SetCallLatency(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.callLat = max(d, 0)
+	f.publishLocked()
 	f.s.log.Info("fault set", "fault", "call_latency", "value", f.callLat)
 }
 
@@ -78,6 +104,7 @@ func (f *Faults) SetIsotpLatency(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.isotpLat = max(d, 0)
+	f.publishLocked()
 	f.s.log.Info("fault set", "fault", "isotp_latency", "value", f.isotpLat)
 }
 
@@ -103,6 +130,7 @@ func (f *Faults) Hang(on bool) {
 		close(f.hang)
 		f.hang = nil
 	}
+	f.publishLocked()
 	f.s.log.Info("fault set", "fault", "hang", "value", on)
 }
 
@@ -128,6 +156,7 @@ func (f *Faults) SetECUFault(connector string, requestID uint32, fault ECUFault)
 	} else {
 		f.ecu[key] = &fault
 	}
+	f.publishLocked()
 	f.s.log.Info("fault set", "fault", "ecu", "connector_id", key.connector, "request_id", requestID,
 		"silent", fault.Silent, "busy_repeat", fault.BusyRepeat, "pending", fault.Pending)
 	return nil
@@ -212,13 +241,14 @@ func (f *Faults) Clear() {
 	f.Hang(false)
 	f.mu.Lock()
 	clear(f.ecu)
+	f.publishLocked()
 	f.mu.Unlock()
 	s := f.s
 	s.mu.Lock()
 	now := s.opts.Now()
 	for _, c := range s.connectors {
-		if !c.connected {
-			c.connected, c.since = true, now
+		if !c.link.Load().connected {
+			c.link.Store(&link{connected: true, since: now})
 		}
 	}
 	s.mu.Unlock()
@@ -243,25 +273,13 @@ func (f *Faults) State() FaultState {
 	s := f.s
 	s.mu.Lock()
 	for _, c := range s.connectors {
-		if !c.connected {
+		if !c.link.Load().connected {
 			st.Disconnected = append(st.Disconnected, c.key)
 		}
 	}
 	s.mu.Unlock()
 	slices.Sort(st.Disconnected)
 	return st
-}
-
-func (f *Faults) callLatency() time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.callLat
-}
-
-func (f *Faults) isotpLatency() time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.isotpLat
 }
 
 // takeRefusal reports whether a start must be refused, counting it down.
@@ -280,9 +298,7 @@ func (f *Faults) takeRefusal() bool {
 
 // waitHang blocks while the hang fault is set.
 func (f *Faults) waitHang(ctx context.Context, closing <-chan struct{}) error {
-	f.mu.Lock()
-	h := f.hang
-	f.mu.Unlock()
+	h := f.settings().hang
 	if h == nil {
 		return nil
 	}
@@ -297,8 +313,11 @@ func (f *Faults) waitHang(ctx context.Context, closing <-chan struct{}) error {
 }
 
 // takeECUFault returns what to do with one request to an ECU and counts the
-// fault down.
+// fault down. While no ECU fault is set it takes no lock.
 func (f *Faults) takeECUFault(connector string, requestID uint32) ecuAction {
+	if !f.settings().ecu {
+		return ecuAction{}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := ecuKey{connector: connector, requestID: requestID}
@@ -325,6 +344,7 @@ func (f *Faults) takeECUFault(connector string, requestID uint32) ecuAction {
 	}
 	if st.empty() {
 		delete(f.ecu, key)
+		f.publishLocked()
 	}
 	return a
 }
@@ -370,10 +390,12 @@ func (s *Server) setConnected(idOrName string, connected bool) error {
 	if c == nil {
 		c = s.connectorLocked(target, now)
 	}
-	if connected && !c.connected {
-		c.since = now
+	l := *c.link.Load()
+	if connected && !l.connected {
+		l.since = now
 	}
-	c.connected = connected
+	l.connected = connected
+	c.link.Store(&l)
 	s.log.Info("fault set", "fault", "connector_connected", "connector_id", c.key, "value", connected)
 	return nil
 }

@@ -87,9 +87,9 @@ func fuzzSession(t *testing.T) (*Server, *session) {
 	defer s.mu.Unlock()
 	sess := s.sessions[info.GetId()]
 	sess.state = StateActive
-	sess.buses["bus"] = &openobdv1.BusConfiguration{BusName: "bus", BusDefinition: &openobdv1.BusConfiguration_CanBus{CanBus: &openobdv1.CanBus{
+	sess.buses.Store(&busMap{"bus": {BusName: "bus", BusDefinition: &openobdv1.BusConfiguration_CanBus{CanBus: &openobdv1.CanBus{
 		PinPlus: 6, PinMin: 14, CanProtocol: openobdv1.CanProtocol_CAN_PROTOCOL_ISOTP, CanBitRate: openobdv1.CanBitRate_CAN_BIT_RATE_500,
-	}}}
+	}}}})
 	return s, sess
 }
 

@@ -48,13 +48,11 @@ func (m *monitorService) OpenConnectorInformationStream(_ *openobdv1.EmptyMessag
 // a constant 20 ms plus the call latency fault; healthy follows openOBD's
 // rule of an average latency below 500 ms.
 func (s *Server) connectorInfo(sess *session) *openobdv1.ConnectorInformation {
-	lat := (baseLatency + s.faults.callLatency()).Milliseconds()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := sess.conn
-	info := &openobdv1.ConnectorInformation{Connected: c.connected}
-	if c.connected {
-		info.ConnectedSince = uint64(c.since.UnixMilli())
+	lat := (baseLatency + s.faults.settings().callLat).Milliseconds()
+	l := sess.conn.link.Load()
+	info := &openobdv1.ConnectorInformation{Connected: l.connected}
+	if l.connected {
+		info.ConnectedSince = uint64(l.since.UnixMilli())
 		info.Latency = uint32(min(lat, 1<<31))
 		info.Healthy = lat < 500
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -99,6 +100,17 @@ type Session struct {
 }
 
 // Server is the fake openOBD service. It is safe for concurrent use.
+//
+// Locks: Server.mu guards the server's tables (calls, tokens, sessions,
+// connectors) and the fields of session and connector that say so; Faults.mu
+// guards the fault settings; Vehicle.mu one vehicle's ECUs. Each is a leaf:
+// no code takes one of them while holding another, so there is no lock order
+// to keep. The messages of an ISO-TP stream take neither Server.mu nor
+// Faults.mu: the stream is admitted once when it opens, and each message
+// reads its session's buses, its connector's link and vehicle and the fault
+// settings through atomic pointers, so sessions do not wait for each other.
+// Only Vehicle.mu of the session's own connector is taken per message, and
+// Faults.mu while an ECU fault is set (its counters count down per request).
 type Server struct {
 	opts   Options
 	log    *slog.Logger
@@ -124,6 +136,10 @@ type tokenEntry struct {
 	expires time.Time
 }
 
+// session is one openOBD session. id, target, conn, createdAt, authToken,
+// ctx and cancel are set when it starts and never change; the other fields
+// are guarded by Server.mu, except buses, which is stored with Server.mu held
+// and loaded without it.
 type session struct {
 	id        string
 	target    Target
@@ -133,7 +149,9 @@ type session struct {
 	createdAt time.Time
 	endedAt   time.Time
 	authToken string
-	buses     map[string]*openobdv1.BusConfiguration
+	// buses is the configuration of the last configureBus stream; the map
+	// is never modified once stored.
+	buses atomic.Pointer[busMap]
 
 	// ctx ends with the session; gen is its child that DropStreams replaces.
 	// Streams of the session end when gen ends, with its cause as status.
@@ -143,9 +161,21 @@ type session struct {
 	genCancel context.CancelCauseFunc
 }
 
+// busMap holds configured buses by name.
+type busMap = map[string]*openobdv1.BusConfiguration
+
+// connector is the state of one connector. key is fixed and name guarded by
+// Server.mu; vehicle and link are replaced with Server.mu held (which orders
+// their writers) and loaded without it.
 type connector struct {
 	key, name string
-	vehicle   *Vehicle
+	vehicle   atomic.Pointer[Vehicle]
+	link      atomic.Pointer[link]
+}
+
+// link is whether a connector is on line, and since when; never modified
+// once stored.
+type link struct {
 	connected bool
 	since     time.Time
 }
@@ -207,6 +237,7 @@ func New(opts Options) (*Server, error) {
 		connectors:       make(map[string]*connector),
 	}
 	s.faults = &Faults{s: s, ecu: make(map[ecuKey]*ECUFault)}
+	s.faults.cur.Store(&faultSettings{})
 	return s, nil
 }
 
@@ -465,7 +496,8 @@ func (s *Server) connectorLocked(t Target, now time.Time) *connector {
 	key := connectorKey(t)
 	c := s.connectors[key]
 	if c == nil {
-		c = &connector{key: key, connected: true, since: now}
+		c = &connector{key: key}
+		c.link.Store(&link{connected: true, since: now})
 		s.connectors[key] = c
 	}
 	if t.ConnectorName != "" {
@@ -475,13 +507,13 @@ func (s *Server) connectorLocked(t Target, now time.Time) *connector {
 	if vin == "" {
 		vin = DefaultVIN
 	}
-	if c.vehicle == nil || c.vehicle.VIN() != vin {
-		c.vehicle = NewVehicle(VehicleOptions{
+	if v := c.vehicle.Load(); v == nil || v.VIN() != vin {
+		c.vehicle.Store(NewVehicle(VehicleOptions{
 			VIN:            vin,
 			ECUs:           s.opts.ECUs,
 			PendingCount:   s.opts.RoutinePending,
 			PendingSpacing: s.opts.RoutinePendingSpacing,
-		})
+		}))
 	}
 	return c
 }
@@ -500,7 +532,7 @@ func (s *Server) Vehicle(connectorIDOrName string) (*Vehicle, bool) {
 	defer s.mu.Unlock()
 	for _, c := range s.connectors {
 		if c.key == connectorIDOrName || c.name == connectorIDOrName {
-			return c.vehicle, true
+			return c.vehicle.Load(), true
 		}
 	}
 	return nil, false
@@ -520,7 +552,7 @@ func (s *Server) enter(ctx context.Context, method string) error {
 	if err := s.faults.waitHang(ctx, s.closing); err != nil {
 		return err
 	}
-	return sleep(ctx, s.closing, s.faults.callLatency())
+	return sleep(ctx, s.closing, s.faults.settings().callLat)
 }
 
 // sleep waits d, or returns the status for ctx or a closing server.

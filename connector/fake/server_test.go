@@ -686,3 +686,30 @@ func TestBusTiming(t *testing.T) {
 		t.Errorf("multi-frame answer took %v, want at least 143ms", d)
 	}
 }
+
+func TestStreamOutlivesItsToken(t *testing.T) {
+	e := newEnv(t)
+	info, tok := e.activate(targetA.TicketNumber)
+	iso := e.openIsotp(tok, engine)
+	iso.ready()
+
+	// The token is checked when the stream opens; the open stream keeps
+	// answering after it expired, a new one is refused.
+	if n := e.srv.Faults().ExpireSessionTokens(); n != 1 {
+		t.Fatalf("ExpireSessionTokens() = %d, want 1", n)
+	}
+	e.clock.Advance(6 * time.Minute)
+	iso.request("22F190")
+	iso.expect("62F190" + fake.EncodePayload([]byte(targetA.VIN)))
+	s, err := e.can.OpenIsotpStream(e.ctx(tok))
+	if err == nil {
+		_, err = s.Recv()
+	}
+	wantStatus(t, err, codes.Unauthenticated, "Token has expired.")
+
+	// Ending the session still ends the stream.
+	if _, err := e.srv.InterruptSession(info.GetId()); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, iso.end(), codes.Canceled, "Session was interrupted.")
+}
