@@ -164,6 +164,21 @@ func (o *Orchestrator) followReleases(ctx context.Context) {
 	}
 }
 
+// followReachability keeps health current with the store's reachability
+// until ctx ends: a replica whose lease etcd has not renewed lately reports
+// NOT_SERVING before the lease is lost.
+func (o *Orchestrator) followReachability(ctx context.Context) {
+	for {
+		reachable, since, changed := o.store.Reachable()
+		o.health.storeReachable(reachable, since)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
 // followLease keeps the replica acting only while it holds its store lease.
 // When the lease is lost (a pause past its TTL, etcd without quorum), the
 // replica stops at once: it reports NOT_SERVING and lets go of every session

@@ -25,8 +25,12 @@ type health struct {
 	ready bool
 	// fenced says why the replica cannot act at all (its store lease is
 	// lost); it makes the replica unhealthy at once.
-	fenced   string
-	failing  map[string]failure
+	fenced string
+	// storeDown says why the store is unreachable (etcd has not renewed
+	// the replica's lease lately); it makes the replica unhealthy at once,
+	// before the lease is lost.
+	storeDown string
+	failing   map[string]failure
 	known    bool
 	reported bool
 }
@@ -61,6 +65,18 @@ func (h *health) fence(reason string) {
 
 func (h *health) unfence() { h.fence("") }
 
+// storeReachable records whether the store is reachable; since is when
+// etcd last answered, if it is not.
+func (h *health) storeReachable(reachable bool, since time.Time) {
+	h.mu.Lock()
+	h.storeDown = ""
+	if !reachable {
+		h.storeDown = "etcd unreachable: the store lease not renewed since " + since.Format(time.RFC3339)
+	}
+	h.mu.Unlock()
+	h.evaluate()
+}
+
 // observe records the result of a call to a dependency.
 func (h *health) observe(dep string, err error) {
 	h.mu.Lock()
@@ -78,7 +94,7 @@ func (h *health) observe(dep string, err error) {
 
 func (h *health) evaluate() {
 	h.mu.Lock()
-	if !h.ready && len(h.failing) == 0 && h.fenced == "" {
+	if !h.ready && len(h.failing) == 0 && h.fenced == "" && h.storeDown == "" {
 		h.mu.Unlock()
 		return // nothing to say yet: the server starts NOT_SERVING
 	}
@@ -90,6 +106,9 @@ func (h *health) evaluate() {
 		}
 	}
 	sort.Strings(reasons)
+	if h.storeDown != "" {
+		reasons = append([]string{h.storeDown}, reasons...)
+	}
 	if h.fenced != "" {
 		reasons = append([]string{h.fenced}, reasons...)
 	}

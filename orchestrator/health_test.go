@@ -33,6 +33,10 @@ func TestHealth(t *testing.T) {
 		{"partner back, openOBD still failing but young", func() { h.observe(depPartner, nil) }, 0, &report{true, ""}},
 		{"openOBD past the threshold", func() { h.observe(depOpenOBD, down) }, 2 * time.Minute, &report{false, "openOBD unreachable"}},
 		{"openOBD back", func() { h.observe(depOpenOBD, nil) }, 0, &report{true, ""}},
+		{"etcd stops renewing the lease: at once", func() { h.storeReachable(false, now.Add(-7*time.Second)) }, 0, &report{false, "etcd unreachable: the store lease not renewed since 2026-11-26T12:02:54Z"}},
+		{"the lease is lost too", func() { h.fence("store lease lost") }, 0, nil},
+		{"etcd answers a new grant", func() { h.storeReachable(true, time.Time{}) }, 0, nil},
+		{"the lease is granted again", func() { h.unfence() }, 0, &report{true, ""}},
 	}
 	for _, s := range steps {
 		now = now.Add(s.advance)

@@ -243,10 +243,14 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	defer stop()
 	o.log.InfoContext(ctx, "orchestrator starting", "workers", o.cfg.Workers, "resync", o.cfg.ResyncInterval)
 
-	o.wg.Add(4)
+	o.wg.Add(5)
 	go func() {
 		defer o.wg.Done()
 		o.followLease(o.life)
+	}()
+	go func() {
+		defer o.wg.Done()
+		o.followReachability(o.life)
 	}()
 	go func() {
 		defer o.wg.Done()

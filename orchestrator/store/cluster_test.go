@@ -62,3 +62,53 @@ func TestEmbeddedCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestReachable: a Store reports etcd unreachable once its lease has gone
+// unrenewed for two thirds of the TTL (a cluster without a quorum), and
+// reachable again when etcd renews the lease or grants a new one.
+func TestReachable(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	c, err := store.StartEmbeddedCluster(ctx, store.EmbeddedClusterConfig{Dir: t.TempDir(), UnsafeNoFsync: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("StartEmbeddedCluster = %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cfg := testConfig(t, "a")
+	cfg.Endpoints, cfg.LeaseTTL = c.Endpoints(), 3*time.Second
+	s := openStore(t, cfg)
+	ok, _, changed := s.Reachable()
+	if !ok {
+		t.Fatal("Reachable() right after Open = false")
+	}
+	for _, m := range []int{1, 2} {
+		if err := c.StopMember(m); err != nil {
+			t.Fatalf("StopMember(%d) = %v", m, err)
+		}
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("Reachable never changed without a quorum")
+	}
+	ok, since, changed := s.Reachable()
+	if ok || since.IsZero() {
+		t.Fatalf("Reachable() without a quorum = %v, since %v; want false with the last renewal", ok, since)
+	}
+	if err := c.StartMembers(ctx, 1, 2); err != nil {
+		t.Fatalf("StartMembers = %v", err)
+	}
+	// The lease may have expired meanwhile: then it is granted anew.
+	select {
+	case <-changed:
+	case <-s.Lost():
+		if err := s.Regrant(ctx); err != nil {
+			t.Fatalf("Regrant = %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Reachable never changed back with the quorum back")
+	}
+	if ok, since, _ := s.Reachable(); !ok {
+		t.Errorf("Reachable() with the quorum back = false, since %v", since)
+	}
+}

@@ -116,6 +116,8 @@ type Store struct {
 	lease atomic.Pointer[leaseState]
 	// regrant admits one Regrant at a time.
 	regrant sync.Mutex
+	// reach is whether etcd answers the lease's keep-alives.
+	reach reachability
 	// address is the address given to Register, if any.
 	address atomic.Pointer[string]
 	// registry is the replica registry (name to address) as a running
@@ -124,6 +126,47 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// reachability is whether etcd has answered the replica's lease lately.
+type reachability struct {
+	mu sync.Mutex
+	// since is zero while etcd answers; otherwise the time of its last
+	// answer (a keep-alive or the grant).
+	since   time.Time
+	changed chan struct{}
+}
+
+func (r *reachability) set(reachable bool, last time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if reachable == r.since.IsZero() {
+		return
+	}
+	if reachable {
+		r.since = time.Time{}
+	} else {
+		r.since = last
+	}
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+}
+
+// Reachable reports whether etcd has renewed the replica's lease lately:
+// false once two of the keep-alives (sent every third of the lease TTL) in
+// a row went unanswered, until one is answered or a new lease granted.
+// Unless reachable, since is the time of etcd's last answer. changed is
+// closed at the next change.
+func (s *Store) Reachable() (reachable bool, since time.Time, changed <-chan struct{}) {
+	r := &s.reach
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.since.IsZero(), r.since, r.changed
 }
 
 // leaseState is one grant of the replica's lease and its keep-alive.
@@ -190,15 +233,33 @@ func (s *Store) grant(ctx context.Context) (*leaseState, error) {
 		return nil, fmt.Errorf("store: keep lease alive: %w", err)
 	}
 	l := &leaseState{id: resp.ID, stopKeepAlive: stop, keepAliveDone: make(chan struct{}), lost: make(chan struct{})}
+	s.reach.set(true, time.Time{})
 	go s.keepAlive(kctx, l, ch)
 	return l, nil
 }
 
-// keepAlive drains the keep-alive responses. The channel closes when the
-// lease expires or is revoked, or when kctx ends; only the first is a loss.
+// keepAlive drains the keep-alive responses, and marks etcd unreachable
+// when none came for two thirds of the lease TTL. The channel closes when
+// the lease expires or is revoked, or when kctx ends; only the first is a
+// loss.
 func (s *Store) keepAlive(kctx context.Context, l *leaseState, ch <-chan *clientv3.LeaseKeepAliveResponse) {
 	defer close(l.keepAliveDone)
-	for range ch {
+	stale := s.cfg.LeaseTTL * 2 / 3
+	silence := time.NewTimer(stale)
+	defer silence.Stop()
+	last := time.Now()
+	for open := true; open; {
+		select {
+		case _, open = <-ch:
+			if open {
+				last = time.Now()
+				s.reach.set(true, time.Time{})
+				silence.Reset(stale)
+			}
+		case <-silence.C:
+			s.log.Warn("etcd has not renewed the store lease lately", "replica", s.replica, "last_renewal", last)
+			s.reach.set(false, last)
+		}
 	}
 	if kctx.Err() == nil {
 		s.log.Warn("store lease lost", "replica", s.replica, "lease", int64(l.id))
