@@ -31,8 +31,8 @@ type health struct {
 	// before the lease is lost.
 	storeDown string
 	failing   map[string]failure
-	known    bool
-	reported bool
+	known     bool
+	reported  bool
 }
 
 type failure struct {
