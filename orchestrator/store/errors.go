@@ -29,7 +29,23 @@ var (
 	ErrCompacted = errors.New("store: revision compacted")
 	// ErrPageToken: List was given a page token it did not issue.
 	ErrPageToken = errors.New("store: invalid page token")
+	// ErrHeld: Create with UnlessHeld found intake held off the ticket.
+	// The error is a *HeldError.
+	ErrHeld = errors.New("store: intake held off the ticket")
 )
+
+// HeldError is the hold that kept Create with UnlessHeld from writing.
+type HeldError struct {
+	TicketID string
+	Hold     Hold
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("store: intake held off ticket %s since session %s was interrupted by %s", e.TicketID, e.Hold.SessionID, e.Hold.Actor)
+}
+
+// Unwrap makes errors.Is(err, ErrHeld) true.
+func (e *HeldError) Unwrap() error { return ErrHeld }
 
 // ClaimedError names the session that holds a claim.
 type ClaimedError struct {

@@ -8,3 +8,8 @@ func (s *Store) LeaseID() clientv3.LeaseID { return s.lease.Load().id }
 
 // ZapLogger exposes the adapter that etcd's client and server log through.
 var ZapLogger = zapLogger
+
+// ClaimValue exposes the encoding of a claim of replica for session id.
+func ClaimValue(replica, id string) string {
+	return (&Store{replica: replica, claimTail: claimTail(replica)}).claimValue(id)
+}

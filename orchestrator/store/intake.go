@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/obdorch/obdorch/orchestrator/session"
@@ -46,13 +47,21 @@ func (s *Store) Ticket(ctx context.Context, ticketID string) (TicketState, error
 	var st TicketState
 	st.Claimed = resp.Responses[0].GetResponseRange().Count > 0 || resp.Responses[1].GetResponseRange().Count > 0
 	if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
-		var h Hold
-		if err := json.Unmarshal(kvs[0].Value, &h); err != nil {
-			return TicketState{}, fmt.Errorf("store: decode %s: %w", kvs[0].Key, err)
+		h, err := decodeHold(kvs[0])
+		if err != nil {
+			return TicketState{}, err
 		}
 		st.Hold = &h
 	}
 	return st, nil
+}
+
+func decodeHold(kv *mvccpb.KeyValue) (Hold, error) {
+	var h Hold
+	if err := json.Unmarshal(kv.Value, &h); err != nil {
+		return Hold{}, fmt.Errorf("store: decode %s: %w", kv.Key, err)
+	}
+	return h, nil
 }
 
 // HoldIntake keeps intake away from the ticket until ReleaseIntakeHold.

@@ -79,11 +79,35 @@ func (s *Store) claimKey(kind ClaimKind, id string) string {
 // while an orphaned one is live.
 func (s *Store) liveTargetKey(t target) string { return s.prefix + "live/" + t.kind.dir() + t.id }
 
-// claimValue is this replica's claim for session id. Claims are compared by
-// value in transactions, so it must encode the same way every time.
+// claimValue is this replica's claim for session id: Claim in JSON.
+// Claims are compared by value in transactions, so it must encode the same
+// way every time. Session ids made of letters, digits and dashes (as the
+// core makes them) are quoted as they are, which is how encoding/json
+// writes them, around the replica's part encoded once; any other id goes
+// through encoding/json.
 func (s *Store) claimValue(id string) string {
-	b, _ := json.Marshal(Claim{SessionID: id, Replica: s.replica})
-	return string(b)
+	if !plainJSON(id) {
+		b, _ := json.Marshal(Claim{SessionID: id, Replica: s.replica})
+		return string(b)
+	}
+	return `{"session_id":"` + id + s.claimTail
+}
+
+// claimTail is what follows the session id in every claim of replica.
+func claimTail(replica string) string {
+	b, _ := json.Marshal(replica)
+	return `","replica":` + string(b) + `}`
+}
+
+// plainJSON reports whether encoding/json writes s as it is between quotes.
+func plainJSON(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // encode returns rec as stored by this replica, which becomes its owner.
@@ -127,13 +151,30 @@ func validate(op string, rec *session.Record) error {
 	return fmt.Errorf("store: %s session %s: invalid state %s", op, rec.ID, rec.State)
 }
 
+// CreateOption changes what Create checks.
+type CreateOption func(*createOptions)
+
+type createOptions struct {
+	unlessHeld bool
+}
+
+// UnlessHeld makes Create also check, in its transaction, that intake is not
+// held off the record's ticket (HoldIntake): a held ticket fails with a
+// *HeldError and nothing is written. Intake creates records this way, so a
+// hold put at any moment is never overtaken.
+func UnlessHeld() CreateOption { return func(o *createOptions) { o.unlessHeld = true } }
+
 // Create writes the new, live record rec and, in the same transaction,
 // claims its ticket and connector for this replica and records its request
 // id. If the request id is known, a target is claimed, or a live session
 // holds a target (even an orphaned one), it writes nothing and returns a
 // *ClaimedError naming that session; a retried request thus learns its
 // session from the error. On success it sets rec.Owner and rec.Revision.
-func (s *Store) Create(ctx context.Context, rec *session.Record) error {
+func (s *Store) Create(ctx context.Context, rec *session.Record, opts ...CreateOption) error {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := validate("create", rec); err != nil {
 		return err
 	}
@@ -157,6 +198,7 @@ func (s *Store) Create(ctx context.Context, rec *session.Record) error {
 		key    string
 		target target
 		orphan bool // a live target key: its value is the session id
+		hold   bool // the ticket's intake hold
 	}
 	var (
 		checks []check
@@ -180,6 +222,9 @@ func (s *Store) Create(ctx context.Context, rec *session.Record) error {
 	}
 	key := s.sessionKey(rec.ID)
 	checks = append(checks, check{key: key})
+	if o.unlessHeld && rec.TicketID != "" {
+		checks = append(checks, check{key: s.holdKey(rec.TicketID), target: target{ClaimTicket, rec.TicketID}, hold: true})
+	}
 	ops = append(ops, clientv3.OpPut(key, data), clientv3.OpPut(s.liveKey(rec.ID), ""))
 	if rec.TicketID != "" {
 		ops = append(ops, clientv3.OpPut(s.latestKey(rec.TicketID), rec.ID))
@@ -208,6 +253,12 @@ func (s *Store) Create(ctx context.Context, rec *session.Record) error {
 		switch {
 		case c.key == key:
 			return fmt.Errorf("%w: %s", ErrExists, rec.ID)
+		case c.hold:
+			h, err := decodeHold(kvs[0])
+			if err != nil {
+				return err
+			}
+			return &HeldError{TicketID: rec.TicketID, Hold: h}
 		case c.orphan:
 			return &ClaimedError{Kind: c.target.kind, TargetID: c.target.id, SessionID: string(kvs[0].Value)}
 		}

@@ -111,6 +111,8 @@ type Store struct {
 	replica string
 	prefix  string
 	cfg     Config
+	// claimTail ends every claim value of this replica (see claimValue).
+	claimTail string
 
 	// lease is the replica's current lease; Regrant replaces a lost one.
 	lease atomic.Pointer[leaseState]
@@ -201,11 +203,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: connect to etcd: %w", err)
 	}
 	s := &Store{
-		client:  client,
-		log:     cfg.Logger,
-		replica: cfg.Replica,
-		prefix:  cfg.Prefix,
-		cfg:     cfg,
+		client:    client,
+		log:       cfg.Logger,
+		replica:   cfg.Replica,
+		prefix:    cfg.Prefix,
+		cfg:       cfg,
+		claimTail: claimTail(cfg.Replica),
 	}
 	l, err := s.grant(ctx)
 	if err != nil {

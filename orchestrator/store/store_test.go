@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -136,6 +137,59 @@ func TestCreateConflicts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCreateUnlessHeld(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	a := openStore(t, testConfig(t, "a"))
+	hold := store.Hold{SessionID: "s0", Actor: "engineer", Reason: "vehicle on the bench"}
+	if err := a.HoldIntake(ctx, "t1", hold); err != nil {
+		t.Fatalf("HoldIntake = %v", err)
+	}
+
+	err := a.Create(ctx, newRecord("s1", "t1", "c1"), store.UnlessHeld())
+	var held *store.HeldError
+	if !errors.As(err, &held) || !errors.Is(err, store.ErrHeld) {
+		t.Fatalf("Create(UnlessHeld) of a held ticket = %v, want a *HeldError", err)
+	}
+	if want := (&store.HeldError{TicketID: "t1", Hold: hold}); !cmp.Equal(held, want) {
+		t.Errorf("Create(UnlessHeld) error = %+v, want %+v", held, want)
+	}
+	if _, err := a.Get(ctx, "s1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(s1) after the refused Create = %v, want ErrNotFound", err)
+	}
+	if st, err := a.Ticket(ctx, "t1"); err != nil || st.Claimed {
+		t.Errorf("Ticket(t1) after the refused Create = %+v, %v; want unclaimed", st, err)
+	}
+	// A claimed ticket is reported as claimed, held or not.
+	if err := a.Create(ctx, newRecord("s2", "t2", "c2")); err != nil {
+		t.Fatalf("Create(s2) = %v", err)
+	}
+	if err := a.HoldIntake(ctx, "t2", hold); err != nil {
+		t.Fatalf("HoldIntake = %v", err)
+	}
+	if err := a.Create(ctx, newRecord("s3", "t2", "c3"), store.UnlessHeld()); !errors.Is(err, store.ErrClaimed) {
+		t.Errorf("Create(UnlessHeld) of a claimed, held ticket = %v, want ErrClaimed", err)
+	}
+
+	// Without the option the hold is not looked at (StartSession lifts it).
+	if err := a.Create(ctx, newRecord("s4", "t1", "c1")); err != nil {
+		t.Errorf("Create of a held ticket without UnlessHeld = %v, want nil", err)
+	}
+	// Released, the ticket is created with the option too.
+	if err := a.ReleaseIntakeHold(ctx, "t5"); err != nil {
+		t.Fatalf("ReleaseIntakeHold = %v", err)
+	}
+	if err := a.HoldIntake(ctx, "t5", hold); err != nil {
+		t.Fatalf("HoldIntake = %v", err)
+	}
+	if err := a.ReleaseIntakeHold(ctx, "t5"); err != nil {
+		t.Fatalf("ReleaseIntakeHold = %v", err)
+	}
+	if err := a.Create(ctx, newRecord("s5", "t5", "c5"), store.UnlessHeld()); err != nil {
+		t.Errorf("Create(UnlessHeld) after the hold was released = %v, want nil", err)
 	}
 }
 
@@ -537,5 +591,21 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Open(unreachable) took %v despite DialTimeout 200ms", d)
+	}
+}
+
+// TestClaimValueIsJSON: claims are compared by value, so the hand-built
+// encoding of a claim must be encoding/json's, byte for byte.
+func TestClaimValueIsJSON(t *testing.T) {
+	for _, replica := range []string{"a", "obd-1.example", `we"ird<&>`, "réplica", ""} {
+		for _, id := range []string{"0f3c2a1e-5b7d-4c9e-8a6f-1d2e3f4a5b6c", "s1", "id with space", `q"uote`, "<script>", "é", ""} {
+			want, err := json.Marshal(store.Claim{SessionID: id, Replica: replica})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := store.ClaimValue(replica, id); got != string(want) {
+				t.Errorf("ClaimValue(%q, %q) = %s, want %s", replica, id, got, want)
+			}
+		}
 	}
 }
