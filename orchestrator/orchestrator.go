@@ -221,7 +221,7 @@ func New(cfg Config, st *store.Store, p Partner, o OpenOBD) (*Orchestrator, erro
 		store:    st,
 		partner:  p,
 		openobd:  o,
-		queue:    newQueue(cfg.RetryInitial, cfg.RetryMax, cfg.Now),
+		queue:    newQueue(cfg.RetryInitial, cfg.RetryMax),
 		records:  newRecords(),
 		health:   newHealth(cfg.HealthThreshold, cfg.Now, cfg.OnHealth),
 		spread:   newSpread(),

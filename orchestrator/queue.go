@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"container/heap"
 	"sync"
 	"time"
 
@@ -52,7 +53,13 @@ func (k key) String() string {
 //     it is due sooner (the sooner of two delays wins);
 //   - a retry delay (after a failure) is not cut short by Add, so a
 //     level-triggered pass cannot defeat the backoff; a scheduled delay
-//     (Result.RequeueAfter) is, because new work makes the timed look moot.
+//     (Result.RequeueAfter) is, because new work makes the timed look moot;
+//   - every pending delay is in delayed under its key and in the heap
+//     delays at its index, soonest first; while the heap is not empty, the
+//     one timer is set to fire at armedAt, no later than the soonest due
+//     time (as client-go's delaying queue waits on its soonest entry only).
+//     A delayed key costs a small entry, not a timer of its own: an idle
+//     session waits for its next look with one.
 type queue struct {
 	mu         sync.Mutex
 	cond       *sync.Cond
@@ -62,21 +69,49 @@ type queue struct {
 	dirty      map[key]bool
 	backoffs   map[key]*backoff.ExponentialBackOff
 	delayed    map[key]*delay
+	delays     delayHeap
+	timer      *time.Timer // created by the first delay; fires q.fire
+	armedAt    time.Time   // when timer fires; zero when it is not set
 	closed     bool
 
 	initial, max time.Duration
-	now          func() time.Time
 	metrics      *queueMetrics
 }
 
-// delay is a pending AddAfter or Retry of one key.
+// delay is a pending AddAfter or Retry of one key. Its due time is on the
+// monotonic clock, as time.Now gives it.
 type delay struct {
-	timer *time.Timer
+	k     key
 	due   time.Time
 	retry bool
+	index int // in queue.delays
 }
 
-func newQueue(initial, max time.Duration, now func() time.Time) *queue {
+// delayHeap orders the pending delays by due time (container/heap).
+type delayHeap []*delay
+
+func (h delayHeap) Len() int           { return len(h) }
+func (h delayHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h delayHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *delayHeap) Push(x any) {
+	d := x.(*delay)
+	d.index = len(*h)
+	*h = append(*h, d)
+}
+func (h *delayHeap) Pop() any {
+	old := *h
+	n := len(old)
+	d := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	d.index = -1
+	return d
+}
+
+func newQueue(initial, max time.Duration) *queue {
 	q := &queue{
 		queued:     map[key]bool{},
 		processing: map[key]bool{},
@@ -85,7 +120,6 @@ func newQueue(initial, max time.Duration, now func() time.Time) *queue {
 		delayed:    map[key]*delay{},
 		initial:    initial,
 		max:        max,
-		now:        now,
 	}
 	q.cond = sync.NewCond(&q.mu)
 	q.metrics = newQueueMetrics(q)
@@ -134,23 +168,55 @@ func (q *queue) delayLocked(k key, d time.Duration, retry bool) {
 	if q.closed {
 		return
 	}
-	due := q.now().Add(d)
+	due := time.Now().Add(d)
 	if old, ok := q.delayed[k]; ok {
 		if !old.due.After(due) {
 			return
 		}
-		old.timer.Stop()
+		old.due, old.retry = due, retry
+		heap.Fix(&q.delays, old.index)
+	} else {
+		dl := &delay{k: k, due: due, retry: retry}
+		heap.Push(&q.delays, dl)
+		q.delayed[k] = dl
 	}
-	dl := &delay{due: due, retry: retry}
-	dl.timer = time.AfterFunc(d, func() {
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		if q.delayed[k] == dl {
-			delete(q.delayed, k)
-		}
-		q.addLocked(k)
-	})
-	q.delayed[k] = dl
+	q.armLocked()
+}
+
+// armLocked sets the timer for the soonest delay, unless it is set to fire
+// by then already.
+func (q *queue) armLocked() {
+	if len(q.delays) == 0 {
+		return
+	}
+	due := q.delays[0].due
+	if !q.armedAt.IsZero() && !q.armedAt.After(due) {
+		return
+	}
+	wait := time.Until(due)
+	if q.timer == nil {
+		q.timer = time.AfterFunc(wait, q.fire)
+	} else {
+		q.timer.Reset(wait)
+	}
+	q.armedAt = due
+}
+
+// fire queues every key whose delay is due and sets the timer for the next.
+func (q *queue) fire() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.armedAt = time.Time{}
+	if q.closed {
+		return
+	}
+	now := time.Now()
+	for len(q.delays) > 0 && !q.delays[0].due.After(now) {
+		dl := heap.Pop(&q.delays).(*delay)
+		delete(q.delayed, dl.k)
+		q.addLocked(dl.k)
+	}
+	q.armLocked()
 }
 
 // Retry queues k after its next backoff interval and returns the delay.
@@ -223,9 +289,11 @@ func (q *queue) Close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.metrics.close()
-	for k, d := range q.delayed {
-		d.timer.Stop()
-		delete(q.delayed, k)
+	if q.timer != nil {
+		q.timer.Stop()
 	}
+	q.armedAt = time.Time{}
+	clear(q.delayed)
+	q.delays = nil
 	q.cond.Broadcast()
 }

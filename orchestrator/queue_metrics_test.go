@@ -44,7 +44,7 @@ func TestQueueMetrics(t *testing.T) {
 		return got
 	}
 
-	q := newQueue(time.Hour, time.Hour, time.Now) // the retry stays pending
+	q := newQueue(time.Hour, time.Hour) // the retry stays pending
 	q.Add(ticketKey("a"))
 	q.Add(ticketKey("a")) // already queued: not an add
 	q.Add(sessionKey("b"))

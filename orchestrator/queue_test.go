@@ -1,13 +1,16 @@
 package orchestrator
 
 import (
+	"fmt"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 )
 
 func TestQueueDeduplicates(t *testing.T) {
-	q := newQueue(time.Millisecond, time.Second, time.Now)
+	q := newQueue(time.Millisecond, time.Second)
 	defer q.Close()
 	a, b := ticketKey("a"), sessionKey("a") // same id, different kinds
 	q.Add(a)
@@ -28,7 +31,7 @@ func TestQueueDeduplicates(t *testing.T) {
 }
 
 func TestQueueOneWorkerPerKey(t *testing.T) {
-	q := newQueue(time.Millisecond, time.Second, time.Now)
+	q := newQueue(time.Millisecond, time.Second)
 	keys := []key{ticketKey("a"), ticketKey("b"), sessionKey("c")}
 	var (
 		wg      sync.WaitGroup
@@ -82,7 +85,7 @@ func TestQueueOneWorkerPerKey(t *testing.T) {
 }
 
 func TestQueueRetryBackoffAndForget(t *testing.T) {
-	q := newQueue(10*time.Millisecond, 40*time.Millisecond, time.Now)
+	q := newQueue(10*time.Millisecond, 40*time.Millisecond)
 	defer q.Close()
 	k := sessionKey("k")
 	var last time.Duration
@@ -99,7 +102,7 @@ func TestQueueRetryBackoffAndForget(t *testing.T) {
 }
 
 func TestQueueAddDoesNotCutBackoffShort(t *testing.T) {
-	q := newQueue(time.Hour, time.Hour, time.Now)
+	q := newQueue(time.Hour, time.Hour)
 	defer q.Close()
 	k := sessionKey("k")
 	q.Retry(k) // waits an hour (with jitter)
@@ -119,7 +122,7 @@ func TestQueueAddDoesNotCutBackoffShort(t *testing.T) {
 }
 
 func TestQueueScheduledDelays(t *testing.T) {
-	q := newQueue(time.Hour, time.Hour, time.Now)
+	q := newQueue(time.Hour, time.Hour)
 	defer q.Close()
 	k := sessionKey("k")
 
@@ -139,4 +142,105 @@ func TestQueueScheduledDelays(t *testing.T) {
 	if got, ok := q.Get(); !ok || got != k {
 		t.Fatalf("Get() = %v, %v; want %v after the sooner delay", got, ok, k)
 	}
+}
+
+func TestQueueDelaysFireEachKeyOnceWhenDue(t *testing.T) {
+	q := newQueue(time.Hour, time.Hour)
+	defer q.Close()
+	const n = 200
+	added := make(map[key]time.Time, n)
+	wait := make(map[key]time.Duration, n)
+	for i := range n {
+		k := sessionKey(strconv.Itoa(i))
+		d := time.Duration((i*7919)%50+1) * time.Millisecond // an order unlike the keys'
+		added[k], wait[k] = time.Now(), d
+		q.AddAfter(k, d)
+		q.AddAfter(k, time.Hour) // later: ignored
+	}
+	seen := map[key]bool{}
+	for range n {
+		k, ok := q.Get()
+		if !ok {
+			t.Fatal("Get() = closed")
+		}
+		if seen[k] {
+			t.Fatalf("Get() returned %v twice", k)
+		}
+		seen[k] = true
+		if early := wait[k] - time.Since(added[k]); early > 0 {
+			t.Errorf("%v queued %v before its delay of %v", k, early, wait[k])
+		}
+		q.Done(k)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.delayed) != 0 || len(q.delays) != 0 || len(q.items) != 0 {
+		t.Errorf("after every delay fired: %d delayed, %d in the heap, %d queued; want none", len(q.delayed), len(q.delays), len(q.items))
+	}
+}
+
+func TestQueueSoonerDelayRearmsTheTimer(t *testing.T) {
+	q := newQueue(time.Hour, time.Hour)
+	defer q.Close()
+	late, soon := sessionKey("late"), sessionKey("soon")
+	q.AddAfter(late, time.Hour) // arms the timer an hour out
+	q.AddAfter(soon, time.Millisecond)
+	if k, ok := q.Get(); !ok || k != soon {
+		t.Fatalf("Get() = %v, %v; want %v", k, ok, soon)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if d, ok := q.delayed[late]; !ok || len(q.delays) != 1 || q.delays[0] != d {
+		t.Errorf("the hour's delay of %v is not the one pending", late)
+	}
+	if q.armedAt.IsZero() || q.armedAt.After(q.delays[0].due) {
+		t.Errorf("timer armed at %v, want at or before the pending delay's %v", q.armedAt, q.delays[0].due)
+	}
+}
+
+func TestQueueCloseDropsDelays(t *testing.T) {
+	q := newQueue(time.Hour, time.Hour)
+	q.AddAfter(sessionKey("a"), time.Millisecond)
+	q.Retry(sessionKey("b"))
+	q.Close()
+	if _, ok := q.Get(); ok {
+		t.Error("Get() after Close returned a key")
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.delayed) != 0 || len(q.delays) != 0 {
+		t.Errorf("after Close: %d delayed, %d in the heap; want none", len(q.delayed), len(q.delays))
+	}
+	q.delayLocked(sessionKey("c"), time.Millisecond, false)
+	if len(q.delayed) != 0 {
+		t.Error("a delay was accepted after Close")
+	}
+}
+
+// BenchmarkQueueDelayedKeys measures what a key waiting for its next look
+// costs the queue (an idle session waits so for its ticket check), in heap
+// bytes per delayed key.
+//
+//	go test -run '^$' -bench QueueDelayedKeys ./orchestrator/
+func BenchmarkQueueDelayedKeys(b *testing.B) {
+	const keys = 10000
+	ids := make([]key, keys)
+	for i := range ids {
+		ids[i] = sessionKey(fmt.Sprintf("%08d-0000-4000-8000-000000000000", i))
+	}
+	var perKey float64
+	for b.Loop() {
+		q := newQueue(time.Hour, time.Hour)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, k := range ids {
+			q.AddAfter(k, time.Hour)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perKey = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / keys
+		q.Close()
+	}
+	b.ReportMetric(perKey, "B/delayed-key")
 }
