@@ -292,13 +292,30 @@ func (o *Orchestrator) Resync() { o.queue.Add(intakeKey) }
 
 type loggerKey struct{}
 
-func withLogger(ctx context.Context, l *slog.Logger) context.Context {
+// reconcileLog is the logger of one reconcile: the core's, with the key and
+// the reconcile id on every line. It is built when the reconcile first
+// logs, as most reconciles log nothing at the usual levels and building it
+// formats its attributes.
+type reconcileLog struct {
+	base *slog.Logger
+	key  key
+	id   string
+	once sync.Once
+	l    *slog.Logger
+}
+
+func (r *reconcileLog) logger() *slog.Logger {
+	r.once.Do(func() { r.l = r.base.With("key", r.key.String(), "reconcile_id", r.id) })
+	return r.l
+}
+
+func withLogger(ctx context.Context, l *reconcileLog) context.Context {
 	return context.WithValue(ctx, loggerKey{}, l)
 }
 
 func (o *Orchestrator) logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
+	if l, ok := ctx.Value(loggerKey{}).(*reconcileLog); ok {
+		return l.logger()
 	}
 	return o.log
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"time"
 
@@ -77,10 +78,10 @@ func (o *Orchestrator) worker(ctx context.Context) {
 // pass has its own timeout (told apart from shutdown), its id is in every
 // log line, and the result and error are turned into queue actions.
 func (o *Orchestrator) reconcileHandler(ctx context.Context, k key) {
-	rid := newID()[:8]
+	rid := reconcileID()
 	ctx, cancel := context.WithTimeoutCause(ctx, o.cfg.ReconcileTimeout, errReconcileTimeout)
 	defer cancel()
-	log := o.log.With("key", k.String(), "reconcile_id", rid)
+	log := &reconcileLog{base: o.log, key: k, id: rid}
 	ctx = withLogger(ctx, log)
 	if k.kind == kindSession {
 		if a := o.attachment(k.id); a != nil {
@@ -89,9 +90,11 @@ func (o *Orchestrator) reconcileHandler(ctx context.Context, k key) {
 			}
 		}
 	}
-	ctx, span := tracer.Start(ctx, "orchestrator.reconcile", trace.WithAttributes(
-		attribute.String("key", k.String()), attribute.String("reconcile_id", rid)))
+	ctx, span := tracer.Start(ctx, "orchestrator.reconcile")
 	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("key", k.String()), attribute.String("reconcile_id", rid))
+	}
 
 	res, err := func() (_ result, err error) {
 		defer func() {
@@ -119,12 +122,25 @@ func (o *Orchestrator) reconcileHandler(ctx context.Context, k key) {
 	case errors.As(err, &term):
 		o.metrics.reconciled("error")
 		o.queue.Forget(k)
-		log.Error("reconcile failed for good", "err", err)
+		log.logger().Error("reconcile failed for good", "err", err)
 	default:
 		o.metrics.reconciled("retry")
 		d := o.queue.Retry(k)
-		log.Warn("reconcile failed, will retry", "err", err, "retry_in", d)
+		log.logger().Warn("reconcile failed, will retry", "err", err, "retry_in", d)
 	}
+}
+
+// reconcileID returns the id of one reconcile for its logs and span: 8
+// hex digits, unique enough to tell the reconciles of a key apart.
+func reconcileID() string {
+	var b [8]byte
+	const digits = "0123456789abcdef"
+	v := rand.Uint32()
+	for i := range b {
+		b[7-i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
 }
 
 // reconcile dispatches one key.
