@@ -63,6 +63,9 @@ type attachment struct {
 	// freshAttempt says the record's current start attempt (already counted
 	// in the record) has not been used yet.
 	freshAttempt bool
+	// written is the revision of this replica's latest write of the
+	// record (create, adoption or update); 0 before the first.
+	written int64
 	// lastStartErr is the latest failed start, for the reason of a session
 	// that runs out of attempts.
 	lastStartErr string
@@ -211,14 +214,19 @@ func (a *attachment) traceParent() trace.SpanContext {
 	return a.trace
 }
 
-// receivedToken keeps the newest session token until it is stored.
-func (a *attachment) receivedToken(token string, at time.Time) {
+// receivedToken keeps the newest session token until it is stored. It
+// reports whether a reconcile must be asked to store it: only once the
+// session is attached. Until then the reconcile attaching it stores the
+// newest token itself before it ends (authenticate with READY, resume
+// before it returns), or fails and is retried.
+func (a *attachment) receivedToken(token string, at time.Time) (storeIt bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if token == a.token || at.Before(a.tokenAt) {
-		return
+		return false
 	}
 	a.token, a.tokenAt, a.tokenStored = token, at, false
+	return a.sess != nil
 }
 
 // keptToken is a session token received at a time.
@@ -258,14 +266,6 @@ func (a *attachment) tokenSaved(token string) {
 	a.mu.Unlock()
 }
 
-// hasFreshAttempt reports whether the record's current start attempt is
-// unused, without using it.
-func (a *attachment) hasFreshAttempt() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.freshAttempt
-}
-
 // useFreshAttempt reports whether the record's current start attempt is
 // unused, and marks it used.
 func (a *attachment) useFreshAttempt() bool {
@@ -274,6 +274,21 @@ func (a *attachment) useFreshAttempt() bool {
 	fresh := a.freshAttempt
 	a.freshAttempt = false
 	return fresh
+}
+
+// wrote notes that this replica wrote the record at revision rev.
+func (a *attachment) wrote(rev int64) {
+	a.mu.Lock()
+	a.written = max(a.written, rev)
+	a.mu.Unlock()
+}
+
+// lastWrite returns the revision of this replica's latest write of the
+// record, 0 if none.
+func (a *attachment) lastWrite() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.written
 }
 
 func (a *attachment) setLastStartError(err error) {

@@ -32,10 +32,13 @@ type records struct {
 	// listed is set once the cache holds every live record (after the
 	// first listing); lists are served from the store until then.
 	listed bool
+	// byTicket indexes the cached live records by ticket id. The store
+	// allows one live record per ticket.
+	byTicket map[string]string
 }
 
 func newRecords() *records {
-	return &records{m: map[string]*session.Record{}, gone: map[string]int64{}}
+	return &records{m: map[string]*session.Record{}, gone: map[string]int64{}, byTicket: map[string]string{}}
 }
 
 func (c *records) get(id string) (*session.Record, bool) {
@@ -58,9 +61,35 @@ func (c *records) put(rec *session.Record) {
 	if !rec.State.Live() {
 		delete(c.m, rec.ID)
 		c.gone[rec.ID] = rec.Revision
+		if rec.TicketID != "" && c.byTicket[rec.TicketID] == rec.ID {
+			delete(c.byTicket, rec.TicketID)
+		}
 		return
 	}
 	c.m[rec.ID] = rec.Clone()
+	if rec.TicketID != "" {
+		c.byTicket[rec.TicketID] = rec.ID
+	}
+}
+
+// ticketHeld reports whether a cached live record (of any replica, owned or
+// orphaned) holds the ticket; known is false until the cache has been
+// filled, when only the store can tell. The answer may lag another
+// replica's writes by the watch's delay, never this replica's own.
+func (c *records) ticketHeld(ticketID string) (held, known bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	_, held = c.byTicket[ticketID]
+	return held, c.listed
+}
+
+// ended reports whether the record of session id left the cache because
+// it ended: it can never be live again.
+func (c *records) ended(id string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	_, ok := c.gone[id]
+	return ok
 }
 
 // live returns the cached live records.
@@ -88,8 +117,12 @@ func (c *records) reset(recs []*session.Record, rev int64) {
 	defer c.mu.Unlock()
 	c.listed = true
 	c.m = make(map[string]*session.Record, len(recs))
+	c.byTicket = make(map[string]string, len(recs))
 	for _, r := range recs {
 		c.m[r.ID] = r
+		if r.TicketID != "" {
+			c.byTicket[r.TicketID] = r.ID
+		}
 	}
 	for id, gone := range c.gone {
 		if gone <= rev {
@@ -145,7 +178,8 @@ func (o *Orchestrator) pauseAfter(ctx context.Context, msg string, err error) bo
 // followReleases queues, for adoption, every session whose claims are
 // released while this replica does not hold it: a crashed or paused
 // replica's sessions are taken over as soon as its store lease ends,
-// without waiting for the next intake pass.
+// without waiting for the next intake pass. A session the cache knows to
+// have ended (its final write releases its claims too) is not queued.
 func (o *Orchestrator) followReleases(ctx context.Context) {
 	for ctx.Err() == nil {
 		var err error
@@ -154,7 +188,7 @@ func (o *Orchestrator) followReleases(ctx context.Context) {
 				err = werr
 				break
 			}
-			if o.attachment(id) == nil {
+			if o.attachment(id) == nil && !o.records.ended(id) {
 				o.queue.Add(sessionKey(id))
 			}
 		}

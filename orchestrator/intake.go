@@ -54,6 +54,7 @@ func (o *Orchestrator) reconcileIntake(ctx context.Context) (result, error) {
 		listed[t.ID] = t
 	}
 	o.tickets.Store(&listed)
+	o.keepHeldTickets(listed)
 	unclaimed := make(map[string]bool, len(listed))
 	for id := range listed {
 		unclaimed[id] = true
@@ -72,19 +73,36 @@ func (o *Orchestrator) reconcileIntake(ctx context.Context) (result, error) {
 // reconcileTicket makes sure an intake ticket has a session: it claims the
 // ticket and its connector and creates a PENDING record. A ticket already
 // claimed (by any replica) or on hold is left alone.
+//
+// The store is asked only where the watch-fed cache cannot answer: a ticket
+// that a cached live record holds is left alone at no cost (the cache has
+// this replica's own writes at once, another replica's within the watch's
+// delay, and the create below is conditioned on the claims anyway). A new
+// ticket costs one transaction, the create, which also checks the intake
+// hold. A ticket found held is remembered, and read (claim and hold) before
+// the next create is tried, so that a long hold costs a read per pass
+// rather than a failed write.
 func (o *Orchestrator) reconcileTicket(ctx context.Context, ticketID string) (result, error) {
 	if o.draining.Load() {
 		return result{}, nil
 	}
-	st, err := o.store.Ticket(ctx, ticketID)
-	if err != nil {
-		return result{}, fmt.Errorf("read ticket claim: %w", err)
-	}
-	if st.Claimed || st.Hold != nil {
+	claimed, known := o.records.ticketHeld(ticketID)
+	if claimed {
 		return result{}, nil
+	}
+	if !known || o.heldTicket(ticketID) {
+		st, err := o.store.Ticket(ctx, ticketID)
+		if err != nil {
+			return result{}, fmt.Errorf("read ticket claim: %w", err)
+		}
+		if st.Claimed || st.Hold != nil {
+			return result{}, nil
+		}
+		o.setHeldTicket(ticketID, false)
 	}
 	t, ok := o.listedTicket(ticketID)
 	if !ok {
+		var err error
 		if t, err = o.partner.Ticket(ctx, ticketID); err != nil {
 			if errors.Is(err, partner.ErrNotFound) {
 				return result{}, nil
@@ -100,12 +118,46 @@ func (o *Orchestrator) reconcileTicket(ctx context.Context, ticketID string) (re
 		return after(wait), nil // this replica holds its share: see share.go
 	}
 	defer release()
-	_, _, err = o.create(ctx, newRecordFor(t, ""), o.store.Replica(), "ticket "+strconv.FormatInt(t.TicketNumber, 10)+" is "+string(t.State))
-	var claimed *store.ClaimedError
-	if errors.As(err, &claimed) {
+	target := newRecordFor(t, "")
+	target.intake = true
+	_, _, err := o.create(ctx, target, o.store.Replica(), "ticket "+strconv.FormatInt(t.TicketNumber, 10)+" is "+string(t.State))
+	switch {
+	case errors.Is(err, store.ErrHeld):
+		o.setHeldTicket(ticketID, true)
+		return result{}, nil
+	case errors.Is(err, store.ErrClaimed):
 		return result{}, nil
 	}
 	return result{}, err
+}
+
+// heldTicket reports whether a create found intake held off the ticket
+// and no read since found the hold gone.
+func (o *Orchestrator) heldTicket(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.heldTickets[id]
+}
+
+func (o *Orchestrator) setHeldTicket(id string, held bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if held {
+		o.heldTickets[id] = true
+	} else {
+		delete(o.heldTickets, id)
+	}
+}
+
+// keepHeldTickets forgets the holds of tickets no longer listed.
+func (o *Orchestrator) keepHeldTickets(listed map[string]partner.Ticket) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for id := range o.heldTickets {
+		if _, ok := listed[id]; !ok {
+			delete(o.heldTickets, id)
+		}
+	}
 }
 
 // listedTicket returns the ticket as the latest intake pass read it.
@@ -122,6 +174,10 @@ func (o *Orchestrator) listedTicket(id string) (partner.Ticket, bool) {
 type recordTarget struct {
 	ticket      partner.Ticket
 	connectorID string
+	// intake: intake creates the record. The ticket's intake hold, if
+	// any, keeps it from being created (store.UnlessHeld), and a claimed
+	// target is reported without reading the session that holds it.
+	intake bool
 }
 
 func newRecordFor(t partner.Ticket, connectorID string) recordTarget {
@@ -130,8 +186,9 @@ func newRecordFor(t partner.Ticket, connectorID string) recordTarget {
 
 // create records a new PENDING session, claims its targets and queues it.
 // Its first start attempt is counted in the record it writes. When a
-// target is already claimed it returns the session holding it and the
-// *store.ClaimedError.
+// target is already claimed it returns the session holding it (none for
+// intake) and the *store.ClaimedError; for intake, a held ticket returns a
+// *store.HeldError.
 func (o *Orchestrator) create(ctx context.Context, target recordTarget, actor, reason string, opts ...func(*session.Record)) (*session.Record, bool, error) {
 	now := o.cfg.Now()
 	rec := session.New(newID(), actor, reason, now)
@@ -161,12 +218,16 @@ func (o *Orchestrator) create(ctx context.Context, target recordTarget, actor, r
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		a.setTrace(sc)
 	}
-	err := o.store.Create(ctx, rec)
+	var copts []store.CreateOption
+	if target.intake {
+		copts = append(copts, store.UnlessHeld())
+	}
+	err := o.store.Create(ctx, rec, copts...)
 	if err != nil {
 		o.forget(rec.ID)
 	}
 	var claimed *store.ClaimedError
-	if errors.As(err, &claimed) {
+	if errors.As(err, &claimed) && !target.intake {
 		existing, gerr := o.store.Get(ctx, claimed.SessionID)
 		if gerr != nil {
 			return nil, false, fmt.Errorf("%w: read session %s holding the claim: %w", ErrUnavailable, claimed.SessionID, gerr)
@@ -174,8 +235,12 @@ func (o *Orchestrator) create(ctx context.Context, target recordTarget, actor, r
 		return existing, false, err
 	}
 	if err != nil {
+		if claimed != nil || errors.Is(err, store.ErrHeld) {
+			return nil, false, err
+		}
 		return nil, false, storeErr(err)
 	}
+	a.wrote(rec.Revision)
 	o.records.put(rec)
 	o.metrics.transition(session.StateUnspecified, session.StatePending)
 	o.logger(ctx).InfoContext(ctx, "session created", "session_id", rec.ID, "ticket_id", rec.TicketID, "connector_id", rec.ConnectorID)

@@ -92,6 +92,9 @@ func (o *Orchestrator) update(ctx context.Context, id string, fn func(r *session
 		err := o.store.Update(ctx, rec)
 		switch {
 		case err == nil:
+			if a := o.attachment(id); a != nil {
+				a.wrote(rec.Revision)
+			}
 			o.records.put(rec)
 			return rec, nil
 		case errors.Is(err, store.ErrConflict):
@@ -214,17 +217,22 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) (result,
 	return o.maintain(ctx, rec, a)
 }
 
-// sessionRecord reads the record a reconcile starts from: from the store,
-// except for the first reconcile of a session this replica has just created
-// (its attachment still has the fresh start attempt and the cached record
-// is the PENDING one written by create), where the cached record is the
-// stored one and the store read would cost as much as a write. Nothing but
-// this replica writes that record while it holds the claims, and the write
-// that follows (STARTING) is conditioned on the record's revision.
+// sessionRecord reads the record a reconcile starts from. For a session
+// this replica holds, that is the cached record when the cache has this
+// replica's latest write of it or a newer revision: nobody else writes the
+// record while this replica holds its claims (every write is fenced by
+// them), and the cache takes this replica's writes as they are made, so
+// the cached record is the stored one, and a store read would cost about
+// as much as a write. A cache that is behind (refilled from an older
+// listing) or without the record sends the read to the store, and so does
+// a session this replica does not hold. Writes that follow are conditioned
+// on the record's revision either way.
 func (o *Orchestrator) sessionRecord(ctx context.Context, id string) (*session.Record, error) {
-	if a := o.attachment(id); a != nil && a.hasFreshAttempt() {
-		if rec, ok := o.records.get(id); ok && rec.State == session.StatePending && rec.OpenOBD.SessionID == "" {
-			return rec.Clone(), nil
+	if a := o.attachment(id); a != nil {
+		if w := a.lastWrite(); w > 0 {
+			if rec, ok := o.records.get(id); ok && rec.Revision >= w {
+				return rec.Clone(), nil
+			}
 		}
 	}
 	return o.store.Get(ctx, id)
@@ -261,6 +269,7 @@ func (o *Orchestrator) adopt(ctx context.Context, rec *session.Record) (*session
 	o.dropKept(rec.ID)
 	o.records.put(rec)
 	a := o.hold(rec.ID)
+	a.wrote(rec.Revision)
 	a.mu.Lock()
 	if rec.Lease != nil {
 		l := *rec.Lease
@@ -656,12 +665,14 @@ func (o *Orchestrator) saveToken(ctx context.Context, a *attachment) error {
 }
 
 // sessionOptions are the options of every attached session: keep each new
-// token for saving, and reconcile the session as soon as it ends.
+// token for saving (a reconcile of an attached session saves it), and
+// reconcile the session as soon as it ends.
 func (o *Orchestrator) sessionOptions(a *attachment) []connector.SessionOption {
 	return []connector.SessionOption{
 		connector.OnToken(func(token string, received time.Time) {
-			a.receivedToken(token, received)
-			o.queue.Add(sessionKey(a.id))
+			if a.receivedToken(token, received) {
+				o.queue.Add(sessionKey(a.id))
+			}
 		}),
 		connector.OnEnd(func(error) { o.queue.Add(sessionKey(a.id)) }),
 	}

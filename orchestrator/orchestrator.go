@@ -159,8 +159,8 @@ func (c Config) withDefaults() Config {
 // Orchestrator is the core. Create it with New and run it with Start; the
 // control-plane operations may be called as soon as New returns.
 //
-// Locking: mu guards the attachments map, the ready channel and the kept
-// tokens only, and is
+// Locking: mu guards the attachments map, the ready channel, the kept
+// tokens and the held tickets only, and is
 // never held while calling out or while taking another lock. Each
 // attachment has its own mutex (see attachment). The lock order is
 // Orchestrator.mu, then attachment.mu, then relayChannel.mu; code takes at
@@ -203,6 +203,9 @@ type Orchestrator struct {
 	// lost lease replaces them; an adoption that settles who holds the
 	// session drops its session's.
 	kept map[string]keptToken
+	// heldTickets are the listed tickets whose create found intake held
+	// off them (see reconcileTicket).
+	heldTickets map[string]bool
 
 	wg sync.WaitGroup
 }
@@ -216,20 +219,21 @@ func New(cfg Config, st *store.Store, p Partner, o OpenOBD) (*Orchestrator, erro
 	// The core's lifetime is its own: Start ends it.
 	life, stop := context.WithCancel(context.Background())
 	orch := &Orchestrator{
-		cfg:      cfg,
-		log:      cfg.Logger.With("replica", st.Replica()),
-		store:    st,
-		partner:  p,
-		openobd:  o,
-		queue:    newQueue(cfg.RetryInitial, cfg.RetryMax),
-		records:  newRecords(),
-		health:   newHealth(cfg.HealthThreshold, cfg.Now, cfg.OnHealth),
-		spread:   newSpread(),
-		life:     life,
-		stopLife: stop,
-		attached: map[string]*attachment{},
-		ready:    make(chan struct{}),
-		metrics:  newMetrics(),
+		cfg:         cfg,
+		log:         cfg.Logger.With("replica", st.Replica()),
+		store:       st,
+		partner:     p,
+		openobd:     o,
+		queue:       newQueue(cfg.RetryInitial, cfg.RetryMax),
+		records:     newRecords(),
+		health:      newHealth(cfg.HealthThreshold, cfg.Now, cfg.OnHealth),
+		spread:      newSpread(),
+		life:        life,
+		stopLife:    stop,
+		attached:    map[string]*attachment{},
+		heldTickets: map[string]bool{},
+		ready:       make(chan struct{}),
+		metrics:     newMetrics(),
 	}
 	return orch, nil
 }

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -99,14 +100,33 @@ func newSpread() *spread {
 	return &spread{replicas: map[string]bool{}, waiting: map[key]time.Time{}}
 }
 
-// setReplicas records the registry as the watch yields it.
-func (s *spread) setReplicas(names []string) {
+// setReplicas records the registry as the watch yields it, and reports
+// whether the share's view of the cluster changed: the registered
+// replicas, with self counted whether registered or not (as reserve counts
+// them).
+func (s *spread) setReplicas(names []string, self string) (changed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.replicas = make(map[string]bool, len(names))
+	next := make(map[string]bool, len(names))
 	for _, n := range names {
-		s.replicas[n] = true
+		next[n] = true
 	}
+	changed = !maps.Equal(withSelf(next, self), withSelf(s.replicas, self))
+	s.replicas = next
+	return changed
+}
+
+// withSelf returns the set of replicas with self in it.
+func withSelf(replicas map[string]bool, self string) map[string]bool {
+	if replicas[self] {
+		return replicas
+	}
+	out := make(map[string]bool, len(replicas)+1)
+	for n := range replicas {
+		out[n] = true
+	}
+	out[self] = true
+	return out
 }
 
 // intakeSeen records the work an intake pass found: the live sessions and
@@ -223,8 +243,10 @@ func (o *Orchestrator) shareSeen(listed map[string]bool) {
 }
 
 // followReplicas keeps the spread's view of the registry current until ctx
-// ends, and asks for an intake pass at every change, so that work left for
-// the share is looked at again when replicas come and go.
+// ends, and asks for an intake pass whenever that changes the replicas the
+// share counts, so that work left for the share is looked at again when
+// replicas come and go. (A replica alone, registered or not yet, counts as
+// one: its own registration starts no second pass.)
 func (o *Orchestrator) followReplicas(ctx context.Context) {
 	for ctx.Err() == nil {
 		var err error
@@ -233,8 +255,9 @@ func (o *Orchestrator) followReplicas(ctx context.Context) {
 				err = werr
 				break
 			}
-			o.spread.setReplicas(names)
-			o.Resync()
+			if o.spread.setReplicas(names, o.store.Replica()) {
+				o.Resync()
+			}
 		}
 		if !o.pauseAfter(ctx, "watch of the replica registry broken; watching again", err) {
 			return

@@ -98,7 +98,7 @@ func TestOthersFull(t *testing.T) {
 
 func TestSpreadIntakeSeenForgetsWhatStoppedWaiting(t *testing.T) {
 	s := newSpread()
-	s.setReplicas([]string{"a", "b"})
+	s.setReplicas([]string{"a", "b"}, "a")
 	t0 := time.Unix(1000, 0)
 	s.intakeSeen(nil, map[string]bool{"t1": true, "t2": true}, t0)
 	s.waiting[sessionKey("orphan")] = t0
@@ -124,5 +124,26 @@ func TestSpreadIntakeSeenForgetsWhatStoppedWaiting(t *testing.T) {
 	}
 	if s.work != 5 {
 		t.Errorf("work = %d, want 5 (3 live sessions, 2 unclaimed tickets)", s.work)
+	}
+}
+
+func TestSpreadSetReplicasReportsChangesOfTheShare(t *testing.T) {
+	s := newSpread()
+	steps := []struct {
+		names []string
+		want  bool
+	}{
+		{nil, false},                // alone, as before the first listing
+		{[]string{"a"}, false},      // its own registration: still alone
+		{[]string{"a", "b"}, true},  // a second replica
+		{[]string{"b", "a"}, false}, // the same two
+		{[]string{"a", "c"}, true},  // b left, c came: same count, other names
+		{[]string{"c"}, false},      // a itself unregistered (lease lost): still a and c
+		{[]string{}, true},          // c left
+	}
+	for i, st := range steps {
+		if got := s.setReplicas(st.names, "a"); got != st.want {
+			t.Errorf("step %d: setReplicas(%v, a) = %v, want %v", i, st.names, got, st.want)
+		}
 	}
 }
