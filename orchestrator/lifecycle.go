@@ -211,6 +211,8 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) (result,
 		return o.start(ctx, rec, a)
 	case rec.State == session.StateStarting && a.session() == nil:
 		return o.authenticate(ctx, rec, a)
+	case rec.State == session.StateStarting:
+		return o.markReady(ctx, rec, a) // attached; the READY write failed
 	case a.session() == nil:
 		return o.resume(ctx, rec, a)
 	}
@@ -459,6 +461,14 @@ func (o *Orchestrator) authenticate(ctx context.Context, rec *session.Record, a 
 		return o.attachFailed(ctx, rec, "configure bus", err)
 	}
 	a.attachSession(sess, o.cfg.DefaultBuses)
+	return o.markReady(ctx, rec, a)
+}
+
+// markReady records an attached and configured STARTING session as READY,
+// with the newest session token in the same write. When the write fails,
+// the attachment stays and the retried reconcile comes back here: it finds
+// the session attached and still STARTING.
+func (o *Orchestrator) markReady(ctx context.Context, rec *session.Record, a *attachment) (result, error) {
 	token, at, _ := a.unsavedToken()
 	if _, err := o.transition(ctx, rec.ID, session.StateReady, o.store.Replica(), "attached and configured", func(r *session.Record) {
 		r.Buses = o.cfg.DefaultBuses
@@ -466,9 +476,6 @@ func (o *Orchestrator) authenticate(ctx context.Context, rec *session.Record, a 
 		r.OpenOBD.State = connector.StateActive
 		r.OpenOBD.Token, r.OpenOBD.TokenReceivedAt = token, at
 	}); err != nil {
-		// Attached but not recorded: the session is resumed from the
-		// stored record on the retry only if the token got there; keep the
-		// attachment and retry the write.
 		return result{}, err
 	}
 	a.tokenSaved(token)

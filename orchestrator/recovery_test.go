@@ -15,6 +15,7 @@ import (
 
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/connector/fake"
+	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
 	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/session"
@@ -547,4 +548,56 @@ func (w *world) tokenDuringOutage(ctx context.Context, t *testing.T, openOBDSess
 	}
 	all := w.jf.OpenOBD.IssuedTokens()
 	return all[len(all)-1]
+}
+
+// TestReadyRecordedAfterFailedWrite: when the READY write of a session that
+// is attached and configured fails (the store unreachable for a moment),
+// the retried reconcile records READY, with the session token, from the
+// attachment it kept: no second authenticate, no second openOBD session.
+func TestReadyRecordedAfterFailedWrite(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOptions{tickets: 1})
+	faults := w.jf.OpenOBD.Faults()
+	faults.Hang(true)
+	t.Cleanup(func() { faults.Hang(false) })
+	r := w.startReplica("a", replicaOptions{cfg: orchestrator.Config{
+		RetryInitial: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		ReconcileTimeout: 2 * time.Second, // a write to the stopped etcd waits this long
+	}})
+	ctx := testCtx(t)
+	calls := func(m string) int { return w.jf.OpenOBD.Calls()[m] }
+	total := func() (n int) {
+		for _, c := range w.jf.OpenOBD.Calls() {
+			n += c
+		}
+		return n
+	}
+	// Let the calls through one by one until configureBus waits.
+	for entered := 0; calls(openobdv1.Config_ConfigureBus_FullMethodName) == 0; {
+		poll(ctx, t, "the next openOBD call", func() bool { return total() > entered })
+		entered = total()
+		if calls(openobdv1.Config_ConfigureBus_FullMethodName) == 0 {
+			faults.Hang(false)
+			faults.Hang(true)
+		}
+	}
+	w.stopEtcd()
+	faults.Hang(false)
+	poll(ctx, t, "the READY write to fail", func() bool {
+		w.log.mu.Lock()
+		defer w.log.mu.Unlock()
+		return strings.Contains(w.log.buf.String(), "reconcile failed, will retry")
+	})
+	w.startEtcd()
+	s := r.waitSessions(ctx, t, stateReady, 1)[0]
+	if n := calls(openobdv1.Session_Authenticate_FullMethodName); n != 1 {
+		t.Errorf("authenticate called %d times, want 1", n)
+	}
+	if n := startCalls(w); n != 1 {
+		t.Errorf("startSessionOnTicket called %d times, want 1", n)
+	}
+	rec, err := r.store.Get(ctx, s.GetId())
+	if err != nil || rec.OpenOBD.Token == "" || rec.OpenOBD.AuthToken != "" {
+		t.Errorf("stored READY record: %v; want the session token and no authentication token", err)
+	}
 }
