@@ -135,6 +135,7 @@ func TestForwardToOwner(t *testing.T) {
 	if err := a.store.Register(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
+	seesAddress(ctx, t, b, "a", dead)
 	_, err = b.client.Send(admin, &orchestratorv1.SendRequest{SessionId: second.GetId(), Channel: ecuChannel(engineRequestID), Payload: readVIN})
 	if d := notOwnerDetail(err); status.Code(err) != codes.Unavailable || d.GetOwner() != "a" || d.GetOwnerAddress() != dead {
 		t.Errorf("Send through b to an unreachable owner = %v (detail %v), want UNAVAILABLE naming a at %s", err, d, dead)
@@ -142,6 +143,7 @@ func TestForwardToOwner(t *testing.T) {
 	if err := a.store.Register(ctx, a.addr); err != nil {
 		t.Fatal(err)
 	}
+	seesAddress(ctx, t, b, "a", a.addr)
 
 	// A forwarded call is never forwarded again: b answers a call another
 	// replica forwarded to it with the owner's name instead.
@@ -261,4 +263,14 @@ func TestAcquireNamedSession(t *testing.T) {
 			t.Errorf("AcquireSession naming %s (leased or unknown) = %v, want ErrNoSession", id, err)
 		}
 	}
+}
+
+// seesAddress waits until r's view of the replica registry (fed by its
+// watch) gives addr for replica name.
+func seesAddress(ctx context.Context, t *testing.T, r *replica, name, addr string) {
+	t.Helper()
+	poll(ctx, t, "replica "+r.name+" sees "+name+" at "+addr, func() bool {
+		got, ok, err := r.store.ReplicaAddress(ctx, name)
+		return err == nil && ok && got == addr
+	})
 }
