@@ -101,16 +101,17 @@ type Session struct {
 
 // Server is the fake openOBD service. It is safe for concurrent use.
 //
-// Locks: Server.mu guards the server's tables (calls, tokens, sessions,
-// connectors) and the fields of session and connector that say so; Faults.mu
-// guards the fault settings; Vehicle.mu one vehicle's ECUs. Each is a leaf:
-// no code takes one of them while holding another, so there is no lock order
-// to keep. The messages of an ISO-TP stream take neither Server.mu nor
-// Faults.mu: the stream is admitted once when it opens, and each message
-// reads its session's buses, its connector's link and vehicle and the fault
-// settings through atomic pointers, so sessions do not wait for each other.
-// Only Vehicle.mu of the session's own connector is taken per message, and
-// Faults.mu while an ECU fault is set (its counters count down per request).
+// Locks: Server.mu guards the server's tables (tokens, sessions, connectors)
+// and the fields of session and connector that say so; callsMu the call
+// counts; Faults.mu the fault settings; Vehicle.mu one vehicle's ECUs. Each
+// is a leaf: no code takes one of them while holding another, so there is no
+// lock order to keep. The messages of an ISO-TP stream take neither
+// Server.mu nor Faults.mu: the stream is admitted once when it opens, and
+// each message reads its session's buses, its connector's link and vehicle
+// and the fault settings through atomic pointers, so sessions do not wait
+// for each other. Only Vehicle.mu of the session's own connector is taken
+// per message, and Faults.mu while an ECU fault is set (its counters count
+// down per request).
 type Server struct {
 	opts   Options
 	log    *slog.Logger
@@ -119,9 +120,11 @@ type Server struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 
+	callsMu sync.Mutex
+	calls   map[string]int // guarded by callsMu
+
 	mu               sync.Mutex
 	endpoint         string
-	calls            map[string]int
 	controllerTokens map[string]time.Time   // token -> expiry
 	sessions         map[string]*session    // by id
 	authTokens       map[string]*session    // one-time token -> session
@@ -321,8 +324,8 @@ func (s *Server) Faults() *Faults { return s.faults }
 // (e.g. openobdv1.Session_Authenticate_FullMethodName), failed calls
 // included.
 func (s *Server) Calls() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.callsMu.Lock()
+	defer s.callsMu.Unlock()
 	return maps.Clone(s.calls)
 }
 
@@ -541,9 +544,9 @@ func (s *Server) Vehicle(connectorIDOrName string) (*Vehicle, bool) {
 // enter is the prologue of every RPC: it counts the call and applies the
 // hang and latency faults.
 func (s *Server) enter(ctx context.Context, method string) error {
-	s.mu.Lock()
+	s.callsMu.Lock()
 	s.calls[method]++
-	s.mu.Unlock()
+	s.callsMu.Unlock()
 	select {
 	case <-s.closing:
 		return errShuttingDown
