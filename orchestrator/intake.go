@@ -16,7 +16,8 @@ import (
 // Intake, in three steps:
 //
 //  1. reconcileIntake (the one intake key, every ResyncInterval) lists the
-//     tickets in the intake state and queues one key per ticket; it also
+//     tickets in the intake state and queues one key per ticket that no
+//     live session holds (as the watch-fed cache shows them); it also
 //     queues every live session that this replica does not hold, so that
 //     an orphan (its owner's store lease ended) is adopted.
 //  2. reconcileTicket creates a PENDING record for a ticket nobody has
@@ -59,8 +60,11 @@ func (o *Orchestrator) reconcileIntake(ctx context.Context) (result, error) {
 	for id := range listed {
 		unclaimed[id] = true
 	}
-	o.shareSeen(unclaimed)
-	for id := range listed {
+	o.shareSeen(unclaimed) // leaves the tickets no cached live session holds
+	for id := range unclaimed {
+		// A ticket a live session holds is left out: its reconcile
+		// would end at once (reconcileTicket), so a pass over tickets
+		// that all have their sessions queues nothing but itself.
 		o.queue.Add(ticketKey(id))
 	}
 	o.health.observe(depPartner, nil)

@@ -80,3 +80,51 @@ func TestMetrics(t *testing.T) {
 		t.Error("no successful reconcile counted")
 	}
 }
+
+// TestIntakePassesSkipTicketsWithSessions: once every listed ticket has its
+// session, an intake pass queues nothing but itself, instead of one key per
+// ticket whose reconcile would find the session and stop.
+func TestIntakePassesSkipTicketsWithSessions(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	prev := otel.GetMeterProvider()
+	otel.SetMeterProvider(provider)
+	t.Cleanup(func() {
+		otel.SetMeterProvider(prev)
+		_ = provider.Shutdown(t.Context())
+	})
+	adds := func() int64 {
+		t.Helper()
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(t.Context(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "obdorch.queue.adds" {
+					for _, p := range d.DataPoints {
+						n += p.Value
+					}
+				}
+			}
+		}
+		return n
+	}
+
+	const tickets = 5
+	w := newWorld(t, worldOptions{tickets: tickets})
+	r := w.startReplica("a", replicaOptions{})
+	ctx := testCtx(t)
+	r.waitSessions(ctx, t, orchestratorv1.SessionState_SESSION_STATE_READY, tickets)
+	passes := func() int { return w.jf.Partner.Requests()["/v2/tickets/tickets"] }
+	p0, a0 := passes(), adds()
+	poll(ctx, t, "four more intake passes", func() bool { return passes() >= p0+4 })
+	p1, a1 := passes(), adds()
+	// Each pass adds its own key; the few other adds allowed are a
+	// session's own looks (none is due in this time). One key per ticket
+	// and pass would be at least tickets*(p1-p0) more.
+	if got, most := a1-a0, int64(p1-p0+1)+tickets; got > most {
+		t.Errorf("%d keys queued during %d intake passes over %d tickets with sessions, want at most %d", got, p1-p0, tickets, most)
+	}
+}
