@@ -78,7 +78,7 @@ func (r *runner) prepareOrchestrator(ctx context.Context, fw *fakeWorld) (_ *orc
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd: %w", err)
 	}
-	p.st, err = store.Open(ctx, store.Config{Endpoints: p.etcd.Endpoints(), Replica: "loadtest", Logger: clog.With("component", "store")})
+	p.st, err = store.Open(ctx, store.Config{Embedded: p.etcd, Replica: "loadtest", Logger: clog.With("component", "store")})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

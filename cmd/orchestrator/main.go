@@ -232,8 +232,8 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger) (*store.Store
 			closers[i]()
 		}
 	}
-	endpoints := splitList(cfg.etcdEndpoints)
-	if len(endpoints) == 0 {
+	sc := store.Config{Endpoints: splitList(cfg.etcdEndpoints), Replica: cfg.replica, LeaseTTL: cfg.storeLeaseTTL, Logger: log.With("component", "store")}
+	if len(sc.Endpoints) == 0 {
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("--data-dir: %w", err)
 		}
@@ -242,9 +242,9 @@ func openStore(ctx context.Context, cfg *config, log *slog.Logger) (*store.Store
 			return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.dataDir, err)
 		}
 		closers = append(closers, func() { _ = emb.Close() })
-		endpoints = emb.Endpoints()
+		// In process: no gRPC between the store and its own server.
+		sc.Embedded = emb
 	}
-	sc := store.Config{Endpoints: endpoints, Replica: cfg.replica, LeaseTTL: cfg.storeLeaseTTL, Logger: log.With("component", "store")}
 	if err := cfg.etcdSecurity(&sc); err != nil {
 		closeAll()
 		return nil, nil, err

@@ -141,3 +141,90 @@ func TestEmbeddedInvalid(t *testing.T) {
 		t.Error("StartEmbedded without Dir = nil, want an error")
 	}
 }
+
+// TestEmbeddedInProcess: a Store on an Embedded server in process reads and
+// writes the same records as one over the network, with the same fencing and
+// watch, and its Close releases its claims.
+func TestEmbeddedInProcess(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	srv := startEmbeddedConfig(t, store.EmbeddedConfig{Dir: t.TempDir(), UnsafeNoFsync: true, Logger: testLogger()})
+	inCfg := testConfig(t, "a")
+	inCfg.Endpoints, inCfg.Embedded = nil, srv
+	a, err := store.Open(ctx, inCfg)
+	if err != nil {
+		t.Fatalf("Open(Embedded) = %v", err)
+	}
+	aClosed := false
+	t.Cleanup(func() {
+		if !aClosed {
+			_ = a.Close()
+		}
+	})
+	netCfg := testConfig(t, "b")
+	netCfg.Endpoints = srv.Endpoints()
+	b := openStore(t, netCfg)
+
+	rev, err := a.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecord("s1", "t1", "c1")
+	if err := a.Create(ctx, rec); err != nil {
+		t.Fatalf("Create in process = %v", err)
+	}
+	transition(t, rec, session.StateStarting)
+	if err := a.Update(ctx, rec); err != nil {
+		t.Fatalf("Update in process = %v", err)
+	}
+	got, err := b.Get(ctx, "s1")
+	if err != nil || got.Revision != rec.Revision || got.State != session.StateStarting || got.Owner != "a" {
+		t.Fatalf("Get over the network = %+v, %v; want the in-process write", got, err)
+	}
+	stale := got.Clone()
+	transition(t, stale, session.StateReady)
+	if err := b.Update(ctx, stale); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("Update by the replica without the claims = %v, want ErrFenced", err)
+	}
+	if err := a.Create(ctx, newRecord("s2", "t1", "c2")); !errors.Is(err, store.ErrClaimed) {
+		t.Errorf("second Create on the ticket in process = %v, want ErrClaimed", err)
+	}
+
+	var states []session.State
+	for ev, err := range a.Watch(ctx, rev+1, store.Filter{}) {
+		if err != nil {
+			t.Fatalf("Watch in process = %v", err)
+		}
+		states = append(states, ev.Record.State)
+		if len(states) == 2 {
+			break
+		}
+	}
+	if len(states) != 2 || states[0] != session.StatePending || states[1] != session.StateStarting {
+		t.Errorf("Watch in process yielded %v, want PENDING then STARTING", states)
+	}
+
+	aClosed = true
+	if err := a.Close(); err != nil {
+		t.Errorf("Close in process = %v", err)
+	}
+	// The session is orphaned at once, and the other replica adopts it.
+	if claim, _, err := b.ClaimOf(ctx, store.ClaimTicket, "t1"); err != nil || claim.Replica != "" {
+		t.Errorf("ClaimOf(ticket t1) after Close in process = %+v, %v; want no replica", claim, err)
+	}
+	if err := b.Adopt(ctx, got); err != nil {
+		t.Errorf("Adopt over the network after Close in process = %v", err)
+	}
+}
+
+func TestEmbeddedInProcessInvalid(t *testing.T) {
+	srv := &store.Embedded{}
+	for _, cfg := range []store.Config{
+		{Replica: "a", Embedded: srv, Endpoints: []string{"127.0.0.1:2379"}},
+		{Replica: "a", Embedded: srv, Username: "u", Password: "p"},
+	} {
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil, want an error", cfg)
+		}
+	}
+}

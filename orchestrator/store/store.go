@@ -11,8 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 )
@@ -64,12 +68,22 @@ type Config struct {
 	// Logger receives the store's and the etcd client's warnings and
 	// errors; default discards.
 	Logger *slog.Logger
+	// Embedded, instead of Endpoints, is an embedded server of this
+	// process to talk to in process: the client calls the server's
+	// handlers directly, without gRPC, the loopback socket or protobuf
+	// encoding (etcd's own v3client). Close the Store before the server.
+	Embedded *Embedded
 }
 
 // Validate reports the invalid fields of c.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.Endpoints) == 0 {
+	switch {
+	case c.Embedded != nil && len(c.Endpoints) > 0:
+		errs = append(errs, errors.New("store: Endpoints: not with Embedded, which is reached in process"))
+	case c.Embedded != nil && (c.TLS != nil || c.Username != "" || c.Password != ""):
+		errs = append(errs, errors.New("store: Embedded: TLS and credentials apply to Endpoints only"))
+	case c.Embedded == nil && len(c.Endpoints) == 0:
 		errs = append(errs, errors.New("store: Endpoints: at least one endpoint is required"))
 	}
 	if c.Replica == "" {
@@ -113,6 +127,9 @@ type Store struct {
 	cfg     Config
 	// claimTail ends every claim value of this replica (see claimValue).
 	claimTail string
+	// watchIn is the in-process watch service of an Embedded server; nil
+	// over the network.
+	watchIn pb.WatchClient
 
 	// lease is the replica's current lease; Regrant replaces a lost one.
 	lease atomic.Pointer[leaseState]
@@ -187,20 +204,30 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	client, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.Endpoints,
-		DialTimeout: cfg.DialTimeout,
-		TLS:         cfg.TLS,
-		Username:    cfg.Username,
-		Password:    cfg.Password,
-		Logger:      zapLogger(cfg.Logger, nil),
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           reconnectBackoff,
-			MinConnectTimeout: cfg.DialTimeout,
-		})},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: connect to etcd: %w", err)
+	var (
+		client *clientv3.Client
+		watch  pb.WatchClient
+	)
+	if e := cfg.Embedded; e != nil {
+		client = v3client.New(e.etcd.Server)
+		watch = adapter.WatchServerToWatchClient(v3rpc.NewWatchServer(e.etcd.Server))
+	} else {
+		var err error
+		client, err = clientv3.New(clientv3.Config{
+			Endpoints:   cfg.Endpoints,
+			DialTimeout: cfg.DialTimeout,
+			TLS:         cfg.TLS,
+			Username:    cfg.Username,
+			Password:    cfg.Password,
+			Logger:      zapLogger(cfg.Logger, nil),
+			DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           reconnectBackoff,
+				MinConnectTimeout: cfg.DialTimeout,
+			})},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store: connect to etcd: %w", err)
+		}
 	}
 	s := &Store{
 		client:    client,
@@ -209,6 +236,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		prefix:    cfg.Prefix,
 		cfg:       cfg,
 		claimTail: claimTail(cfg.Replica),
+		watchIn:   watch,
 	}
 	l, err := s.grant(ctx)
 	if err != nil {

@@ -94,7 +94,11 @@ func (s *Store) Watch(ctx context.Context, startRev int64, f Filter) iter.Seq2[E
 func (s *Store) watch(ctx context.Context, next *int64, f Filter, yield func(Event, error) bool) (progressed bool, _ error) {
 	// The raw stream rather than clientv3.Watcher, which queues responses
 	// without bound when the consumer is slower than etcd.
-	stream, err := pb.NewWatchClient(s.client.ActiveConnection()).Watch(ctx,
+	wc := s.watchIn
+	if wc == nil {
+		wc = pb.NewWatchClient(s.client.ActiveConnection())
+	}
+	stream, err := wc.Watch(ctx,
 		grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(math.MaxInt32))
 	if err != nil {
 		return false, err
