@@ -527,6 +527,11 @@ func TestResume(t *testing.T) {
 	var tokens tokenRecorder
 	first, info := e.attach(t, connector.OnToken(tokens.record))
 	stored := tokens.last()
+	// The token stream opens in the background: let it reach the server
+	// before the restart, so that the resumed session's is the second.
+	waitFor(t, "the token stream of the first session", func() bool {
+		return e.srv.Calls()[openobdv1.Session_OpenSessionTokenStream_FullMethodName] >= 1
+	})
 	first.Close() // the process "restarts": nothing is finished or interrupted
 
 	other := e.newClient(t, nil)
@@ -551,8 +556,7 @@ func TestResume(t *testing.T) {
 		t.Errorf("authenticate calls = %d, want 1", n)
 	}
 	waitFor(t, "the token stream of the resumed session", func() bool {
-		// attach and resume; more if a stream was opened again
-		return e.srv.Calls()[openobdv1.Session_OpenSessionTokenStream_FullMethodName] >= 2
+		return e.srv.Calls()[openobdv1.Session_OpenSessionTokenStream_FullMethodName] >= 2 // attach and resume
 	})
 
 	if _, err := other.Resume(ctx, info, "not-a-token"); connector.KindOf(err) != connector.KindTerminal {
