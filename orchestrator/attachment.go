@@ -160,10 +160,28 @@ func (a *attachment) detach(cause error) {
 	}
 }
 
-// attachSession records the openOBD session once attached and its buses.
+// attachSession records the openOBD session once attached and its buses;
+// nil buses: not configured yet.
 func (a *attachment) attachSession(sess *connector.Session, buses []session.Bus) {
 	a.mu.Lock()
-	a.sess, a.buses, a.ending = sess, busNames(buses), nil
+	a.sess, a.buses, a.ending = sess, nil, nil
+	if buses != nil {
+		a.buses = busNames(buses)
+	}
+	a.mu.Unlock()
+}
+
+// configured reports whether the attached session's buses are configured.
+func (a *attachment) configured() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.buses != nil
+}
+
+// setBuses records the buses of a session configured after it attached.
+func (a *attachment) setBuses(buses []session.Bus) {
+	a.mu.Lock()
+	a.buses = busNames(buses)
 	a.mu.Unlock()
 }
 

@@ -212,7 +212,8 @@ func (o *Orchestrator) reconcileSession(ctx context.Context, id string) (result,
 	case rec.State == session.StateStarting && a.session() == nil:
 		return o.authenticate(ctx, rec, a)
 	case rec.State == session.StateStarting:
-		return o.markReady(ctx, rec, a) // attached; the READY write failed
+		// Attached: the bus configuration or the READY write failed.
+		return o.configureAndMarkReady(ctx, rec, a)
 	case a.session() == nil:
 		return o.resume(ctx, rec, a)
 	}
@@ -456,11 +457,22 @@ func (o *Orchestrator) authenticate(ctx context.Context, rec *session.Record, a 
 		}
 		return o.tokenLost(ctx, rec, err)
 	}
-	if err := sess.ConfigureBus(ctx, busConfigs(o.cfg.DefaultBuses)...); err != nil {
-		_ = sess.Close()
-		return o.attachFailed(ctx, rec, "configure bus", err)
+	// The one-time token is spent: from here on the session is kept
+	// attached, so that a retry configures it rather than authenticating
+	// again (which openOBD would refuse, and the session would be lost).
+	a.attachSession(sess, nil)
+	return o.configureAndMarkReady(ctx, rec, a)
+}
+
+// configureAndMarkReady configures the default buses of an attached
+// STARTING session unless that is done, and records it READY.
+func (o *Orchestrator) configureAndMarkReady(ctx context.Context, rec *session.Record, a *attachment) (result, error) {
+	if !a.configured() {
+		if err := a.session().ConfigureBus(ctx, busConfigs(o.cfg.DefaultBuses)...); err != nil {
+			return o.attachFailed(ctx, rec, "configure bus", err)
+		}
+		a.setBuses(o.cfg.DefaultBuses)
 	}
-	a.attachSession(sess, o.cfg.DefaultBuses)
 	return o.markReady(ctx, rec, a)
 }
 

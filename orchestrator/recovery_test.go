@@ -601,3 +601,32 @@ func TestReadyRecordedAfterFailedWrite(t *testing.T) {
 		t.Errorf("stored READY record: %v; want the session token and no authentication token", err)
 	}
 }
+
+// TestConfigureBusRetriedWithoutReauthenticating: a bus configuration that
+// fails for a moment after authenticate (the one-time token spent) is
+// retried on the attached session; the session is not failed for a lost
+// token and no second openOBD session is started.
+func TestConfigureBusRetriedWithoutReauthenticating(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOptions{tickets: 1})
+	w.jf.OpenOBD.Faults().FailCalls(openobdv1.Config_ConfigureBus_FullMethodName, 2, status.Error(codes.Unavailable, "try again"))
+	r := w.startReplica("a", replicaOptions{cfg: orchestrator.Config{
+		RetryInitial: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+	}})
+	ctx := testCtx(t)
+	s := r.waitSessions(ctx, t, stateReady, 1)[0]
+	calls := w.jf.OpenOBD.Calls()
+	if n := calls[openobdv1.Config_ConfigureBus_FullMethodName]; n != 3 {
+		t.Errorf("configureBus called %d times, want 3 (two failed)", n)
+	}
+	if n := calls[openobdv1.Session_Authenticate_FullMethodName]; n != 1 {
+		t.Errorf("authenticate called %d times, want 1", n)
+	}
+	if n := startCalls(w); n != 1 {
+		t.Errorf("startSessionOnTicket called %d times, want 1", n)
+	}
+	rec, err := r.store.Get(ctx, s.GetId())
+	if err != nil || rec.OpenOBD.Token == "" || len(rec.Buses) == 0 {
+		t.Errorf("stored READY record: %v, %+v; want the session token and the buses", err, rec)
+	}
+}

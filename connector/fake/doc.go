@@ -150,7 +150,9 @@
 // (Server.SteeringHandler, usage on its GET /): call and ISO-TP latency,
 // hang, refused starts, early token expiry, dropped streams, connector
 // disconnects, silent ECUs, 0x21 and 0x78 storms, interrupting and failing
-// sessions. Calls counts calls per method, Sessions lists sessions, and
+// sessions; from Go only, the next calls of one method failing with a given
+// status (Faults.FailCalls). Calls counts calls per method, Sessions lists
+// sessions, and
 // Options.OnSessionChange observes state changes.
 //
 // The service types embed the generated Unsafe*Server interfaces, so an RPC

@@ -24,6 +24,13 @@ type Faults struct {
 	refuse   int           // > 0: refuse that many starts; < 0: refuse all
 	hang     chan struct{} // non-nil while calls hang; closed to release them
 	ecu      map[ecuKey]*ECUFault
+	fail     map[string]*callFailure // by full method name
+}
+
+// callFailure is a FailCalls fault: the next count calls fail with err.
+type callFailure struct {
+	count int
+	err   error
 }
 
 // faultSettings is a snapshot of the fault settings that calls and ISO-TP
@@ -35,6 +42,9 @@ type faultSettings struct {
 	// ecu reports whether any ECU fault is set; only then does a request
 	// take Faults.mu to count it down.
 	ecu bool
+	// fail reports whether any FailCalls fault is set; only then does a
+	// call take Faults.mu to count it down.
+	fail bool
 }
 
 // settings returns the current fault settings without locking.
@@ -43,7 +53,7 @@ func (f *Faults) settings() *faultSettings { return f.cur.Load() }
 // publishLocked replaces the snapshot after a change of the settings; the
 // caller holds f.mu.
 func (f *Faults) publishLocked() {
-	f.cur.Store(&faultSettings{callLat: f.callLat, isotpLat: f.isotpLat, hang: f.hang, ecu: len(f.ecu) > 0})
+	f.cur.Store(&faultSettings{callLat: f.callLat, isotpLat: f.isotpLat, hang: f.hang, ecu: len(f.ecu) > 0, fail: len(f.fail) > 0})
 }
 
 // ECUFault makes one ECU misbehave. The zero value clears the fault.
@@ -116,6 +126,44 @@ func (f *Faults) RefuseStarts(n int) {
 	defer f.mu.Unlock()
 	f.refuse = n
 	f.s.log.Info("fault set", "fault", "refuse_starts", "value", n)
+}
+
+// FailCalls makes the next n calls of method (a full method name, e.g.
+// openobdv1.Config_ConfigureBus_FullMethodName) fail with err (a gRPC
+// status error) before they do anything; n <= 0 clears it. The calls are
+// counted by Server.Calls as usual.
+func (f *Faults) FailCalls(method string, n int, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n <= 0 {
+		delete(f.fail, method)
+	} else {
+		if f.fail == nil {
+			f.fail = map[string]*callFailure{}
+		}
+		f.fail[method] = &callFailure{count: n, err: err}
+	}
+	f.publishLocked()
+	f.s.log.Info("fault set", "fault", "fail_calls", "method", method, "value", n)
+}
+
+// takeCallFailure returns the error the call of method must fail with, or
+// nil, counting a FailCalls fault down.
+func (f *Faults) takeCallFailure(method string) error {
+	if !f.settings().fail {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.fail[method]
+	if c == nil {
+		return nil
+	}
+	if c.count--; c.count <= 0 {
+		delete(f.fail, method)
+		f.publishLocked()
+	}
+	return c.err
 }
 
 // Hang makes every call (and every ISO-TP request) wait until its context
@@ -241,6 +289,7 @@ func (f *Faults) Clear() {
 	f.Hang(false)
 	f.mu.Lock()
 	clear(f.ecu)
+	clear(f.fail)
 	f.publishLocked()
 	f.mu.Unlock()
 	s := f.s

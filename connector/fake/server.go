@@ -555,6 +555,9 @@ func (s *Server) enter(ctx context.Context, method string) error {
 	if err := s.faults.waitHang(ctx, s.closing); err != nil {
 		return err
 	}
+	if err := s.faults.takeCallFailure(method); err != nil {
+		return err
+	}
 	return sleep(ctx, s.closing, s.faults.settings().callLat)
 }
 

@@ -147,6 +147,26 @@ func TestRefuseStarts(t *testing.T) {
 	}
 }
 
+func TestFailCalls(t *testing.T) {
+	e := newEnv(t)
+	tok := e.controllerToken()
+	start := func() error {
+		_, err := e.ctrl.StartSessionOnTicket(e.ctx(tok), &openobdv1.TicketId{Value: targetA.TicketNumber})
+		return err
+	}
+	e.srv.Faults().FailCalls(openobdv1.SessionController_StartSessionOnTicket_FullMethodName, 2, status.Error(codes.Internal, "boom"))
+	wantStatus(t, start(), codes.Internal, "boom")
+	wantStatus(t, start(), codes.Internal, "boom")
+	if err := start(); err != nil {
+		t.Fatalf("third start: %v", err)
+	}
+	e.srv.Faults().FailCalls(openobdv1.SessionController_StartSessionOnTicket_FullMethodName, 5, status.Error(codes.Unavailable, "later"))
+	e.srv.Faults().Clear()
+	if _, err := e.ctrl.StartSessionOnTicket(e.ctx(tok), &openobdv1.TicketId{Value: targetB.TicketNumber}); err != nil {
+		t.Fatalf("start after Clear: %v", err)
+	}
+}
+
 func TestAuthenticate(t *testing.T) {
 	e := newEnv(t)
 	info := e.start(targetA.TicketNumber)
