@@ -12,10 +12,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/goleak"
 
 	"github.com/obdorch/obdorch/connector/fake"
-	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
 	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/session"
@@ -57,21 +55,14 @@ func (w *world) endpoints() []string {
 // newClusterWorld is newWorld on a three-member etcd cluster.
 func newClusterWorld(t *testing.T, o worldOptions) *world {
 	t.Helper()
-	jf, err := fakejifeline.Start(context.WithoutCancel(t.Context()), fakejifeline.Options{
-		Tickets: o.tickets, Seed: 7, OpenOBD: o.openobd, TLS: true,
-	})
-	if err != nil {
-		t.Fatalf("fakejifeline.Start: %v", err)
-	}
-	log := &testLog{}
-	t.Cleanup(func() { log.report(t) })
-	t.Cleanup(func() { _ = jf.Close() })
+	w := newFakeWorld(t, o)
 	c, err := store.StartEmbeddedCluster(testCtx(t), store.EmbeddedClusterConfig{Dir: t.TempDir(), UnsafeNoFsync: true})
 	if err != nil {
 		t.Fatalf("StartEmbeddedCluster: %v", err)
 	}
+	w.cluster = c
 	t.Cleanup(func() { _ = c.Close() })
-	return &world{t: t, jf: jf, log: log, cluster: c}
+	return w
 }
 
 // healthWatch follows a replica's health reports.
@@ -636,20 +627,4 @@ func TestClusterWatchContinuity(t *testing.T) {
 		}
 		return ids[targets[1].GetId()] && !ids[targets[0].GetId()]
 	})
-}
-
-// settleAfter runs the tests, then waits (up to 10 s) for goroutines to
-// end before the leak check: a stopped etcd member's peer connection can
-// outlive it by its 5 s read deadline (see store's tests).
-type settleAfter struct{ m *testing.M }
-
-func (s settleAfter) Run() int {
-	code := s.m.Run()
-	for range 100 {
-		if goleak.Find(leakOptions...) == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return code
 }

@@ -100,6 +100,21 @@ type worldOptions struct {
 
 func newWorld(t testing.TB, o worldOptions) *world {
 	t.Helper()
+	w := newFakeWorld(t, o)
+	w.etcdDir = t.TempDir()
+	emb, err := store.StartEmbedded(t.Context(), store.EmbeddedConfig{Dir: w.etcdDir, UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	w.etcd = emb
+	t.Cleanup(func() { _ = w.etcd.Close() })
+	return w
+}
+
+// newFakeWorld is a world with the fake Jifeline and the test log, and no
+// store yet.
+func newFakeWorld(t testing.TB, o worldOptions) *world {
+	t.Helper()
 	jf, err := fakejifeline.Start(context.WithoutCancel(t.Context()), fakejifeline.Options{
 		Tickets: o.tickets, Seed: 7, OpenOBD: o.openobd, TLS: true,
 	})
@@ -109,14 +124,7 @@ func newWorld(t testing.TB, o worldOptions) *world {
 	log := &testLog{}
 	t.Cleanup(func() { log.report(t) }) // runs last: the replicas have stopped
 	t.Cleanup(func() { _ = jf.Close() })
-	dir := t.TempDir()
-	emb, err := store.StartEmbedded(t.Context(), store.EmbeddedConfig{Dir: dir, UnsafeNoFsync: true})
-	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
-	}
-	w := &world{t: t, jf: jf, etcd: emb, etcdDir: dir, log: log}
-	t.Cleanup(func() { _ = w.etcd.Close() })
-	return w
+	return &world{t: t, jf: jf, log: log}
 }
 
 // replica is one orchestrator process: store session, clients, core and

@@ -16,6 +16,7 @@ import (
 	"github.com/obdorch/obdorch/connector/fake"
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
+	"github.com/obdorch/obdorch/internal/leakcheck"
 	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/orchestrator/controlplane"
 	"github.com/obdorch/obdorch/partner"
@@ -30,7 +31,7 @@ var leakOptions = []goleak.Option{
 }
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(settleAfter{m}, leakOptions...)
+	leakcheck.VerifyTestMain(m, leakOptions...)
 }
 
 func TestDemoTicketsBecomeReady(t *testing.T) {

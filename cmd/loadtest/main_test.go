@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obdorch/obdorch/internal/leakcheck"
 	"go.uber.org/goleak"
 )
 
 // TestMain fails the package if a scenario leaves goroutines behind:
 // servers, sessions, streams and workers must all be stopped.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(settleAfter{m}, leakOptions...)
+	leakcheck.VerifyTestMain(m, leakOptions...)
 }
 
 // leakOptions ignore what the gRPC and etcd client packages start once per
@@ -22,22 +23,6 @@ func TestMain(m *testing.M) {
 var leakOptions = []goleak.Option{
 	goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
 	goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-}
-
-// settleAfter runs the tests, then waits (up to 10 s) for goroutines to end
-// before the leak check: a stopped etcd cluster member's peer connection
-// can outlive it by its 5 s read deadline.
-type settleAfter struct{ m *testing.M }
-
-func (s settleAfter) Run() int {
-	code := s.m.Run()
-	for range 100 {
-		if goleak.Find(leakOptions...) == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return code
 }
 
 // tiny runs every scenario briefly; the figures mean nothing.

@@ -14,11 +14,7 @@ import (
 func TestEmbeddedCluster(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	c, err := store.StartEmbeddedCluster(ctx, store.EmbeddedClusterConfig{Dir: t.TempDir(), UnsafeNoFsync: true, Logger: testLogger()})
-	if err != nil {
-		t.Fatalf("StartEmbeddedCluster = %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := startCluster(ctx, t)
 	eps := c.Endpoints()
 	if len(eps) != 3 || c.Members() != 3 {
 		t.Fatalf("Endpoints() = %v, Members() = %d; want 3 of each", eps, c.Members())
@@ -41,7 +37,7 @@ func TestEmbeddedCluster(t *testing.T) {
 		t.Fatalf("StopMember(1) = %v", err)
 	}
 	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	_, err = cli.Put(short, testPrefix(t)+"k", "without quorum")
+	_, err := cli.Put(short, testPrefix(t)+"k", "without quorum")
 	cancel()
 	if err == nil {
 		t.Fatal("Put without a quorum succeeded")
@@ -69,11 +65,7 @@ func TestEmbeddedCluster(t *testing.T) {
 func TestReachable(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	c, err := store.StartEmbeddedCluster(ctx, store.EmbeddedClusterConfig{Dir: t.TempDir(), UnsafeNoFsync: true, Logger: testLogger()})
-	if err != nil {
-		t.Fatalf("StartEmbeddedCluster = %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := startCluster(ctx, t)
 	cfg := testConfig(t, "a")
 	cfg.Endpoints, cfg.LeaseTTL = c.Endpoints(), 3*time.Second
 	s := openStore(t, cfg)
@@ -111,4 +103,16 @@ func TestReachable(t *testing.T) {
 	if ok, since, _ := s.Reachable(); !ok {
 		t.Errorf("Reachable() with the quorum back = false, since %v", since)
 	}
+}
+
+// startCluster starts a three-member embedded cluster, closed when the test
+// ends.
+func startCluster(ctx context.Context, t *testing.T) *store.EmbeddedCluster {
+	t.Helper()
+	c, err := store.StartEmbeddedCluster(ctx, store.EmbeddedClusterConfig{Dir: t.TempDir(), UnsafeNoFsync: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("StartEmbeddedCluster = %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

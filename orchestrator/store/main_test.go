@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/obdorch/obdorch/internal/leakcheck"
 	"github.com/obdorch/obdorch/orchestrator/session"
 	"github.com/obdorch/obdorch/orchestrator/store"
 )
@@ -49,22 +50,8 @@ func (w withServer) Run() int {
 	endpoints = srv.Endpoints()
 	code := w.m.Run()
 	srv.Close()
-	settlePeerConns()
+	leakcheck.Settle()
 	return code
-}
-
-// settlePeerConns waits (up to 10 s) for the goroutines of the embedded
-// cluster members' peer connections to end. A member's peer listener sets
-// a 5 s read deadline at every read, which can override the deadline the
-// HTTP server sets to end a connection at close: such a connection ends
-// only when its read deadline passes.
-func settlePeerConns() {
-	for range 100 {
-		if goleak.Find() == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // testLogger reports errors only: tests lose leases and stop servers on
