@@ -135,6 +135,10 @@ test-modules: ## tests of the nested modules, with the race detector
 check-sdk-deps: ## a runner importing only the SDK builds no etcd, OpenTelemetry or zap
 	.ci/check-sdk-deps
 
+.PHONY: cluster-trial
+cluster-trial: ## three replicas as processes on a three-member etcd cluster: kill -9, pause and quorum loss, timed (about 3 min)
+	scripts/cluster-trial
+
 .PHONY: examples
 examples: ## run the Go and Python reference runners against orchestrator --demo
 	.ci/run-examples
