@@ -243,13 +243,17 @@ func TestWatchFollowsAndStopsOnInterrupt(t *testing.T) {
 	}()
 	c.ok("start", "--ticket", fmt.Sprint(o.jf.Tickets[0].TicketNumber), "--wait")
 	deadline := time.After(20 * time.Second)
-	for !strings.Contains(stdout.String(), "STARTING -> READY") {
+	for {
+		out, changed := stdout.watch()
+		if strings.Contains(out, "STARTING -> READY") {
+			break
+		}
 		select {
 		case code := <-exited:
 			t.Fatalf("watch exited %d early; stderr: %s", code, stderr.String())
 		case <-deadline:
 			t.Fatalf("watch printed no READY transition:\n%s", stdout.String())
-		case <-stdout.changed():
+		case <-changed:
 		}
 	}
 	cancel()
@@ -287,12 +291,13 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// changed is closed at the next write.
-func (b *syncBuffer) changed() <-chan struct{} {
+// watch returns what was written so far and a channel closed at the next
+// write, taken together so that no write falls between them.
+func (b *syncBuffer) watch() (string, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.wake == nil {
 		b.wake = make(chan struct{})
 	}
-	return b.wake
+	return b.buf.String(), b.wake
 }
