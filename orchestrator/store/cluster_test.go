@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/server/v3/etcdserver"
+
 	"github.com/obdorch/obdorch/orchestrator/store"
 )
 
@@ -18,6 +20,11 @@ func TestEmbeddedCluster(t *testing.T) {
 	eps := c.Endpoints()
 	if len(eps) != 3 || c.Members() != 3 {
 		t.Fatalf("Endpoints() = %v, Members() = %d; want 3 of each", eps, c.Members())
+	}
+	for i := range 3 {
+		if got := c.MemberCatchUpEntries(i); got != etcdserver.DefaultSnapshotCatchUpEntries {
+			t.Errorf("catch-up entries of member %d = %d, want etcd's default %d", i, got, etcdserver.DefaultSnapshotCatchUpEntries)
+		}
 	}
 	// Each member answers on its own endpoint.
 	for i, ep := range eps {

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver"
 	"google.golang.org/grpc"
 )
 
@@ -169,6 +170,15 @@ func startEmbedded(ctx context.Context, cfg EmbeddedConfig, member *memberSpec) 
 	// A lone member has no peers to wait for: short ticks let it elect
 	// itself in tens of milliseconds instead of a second.
 	ecfg.TickMs, ecfg.ElectionMs = 10, 100
+	// etcd keeps SnapshotCatchUpEntries applied raft entries in memory
+	// (default 5000, each a whole write: about 10 MB of the heap in the
+	// loadtest's memory scenario) so that a slow follower can catch up from
+	// them rather than from a snapshot. A lone member has no follower.
+	// Every 100 applied entries etcd snapshots its state in memory and
+	// compacts the in-memory log to the applied index less this number, so
+	// 1 keeps at most about 100 entries. The WAL on disk, which a restart
+	// replays, is not affected.
+	ecfg.SnapshotCatchUpEntries = 1
 	if member != nil {
 		ecfg.Name = member.name
 		ecfg.ListenPeerUrls, ecfg.AdvertisePeerUrls = []url.URL{member.peer}, []url.URL{member.peer}
@@ -177,6 +187,8 @@ func startEmbedded(ctx context.Context, cfg EmbeddedConfig, member *memberSpec) 
 		// Members talk over loopback, but on a loaded machine heartbeats
 		// can be late: an election timeout of a second keeps the leader.
 		ecfg.TickMs, ecfg.ElectionMs = 50, 1000
+		// Followers do lag: keep etcd's catch-up entries.
+		ecfg.SnapshotCatchUpEntries = etcdserver.DefaultSnapshotCatchUpEntries
 	}
 	ecfg.EnableGRPCGateway = false
 	ecfg.AutoCompactionMode = embed.CompactorModePeriodic

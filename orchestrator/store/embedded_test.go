@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,46 @@ func TestEmbeddedRestart(t *testing.T) {
 		t.Fatal("no event after restart")
 	}
 	// Close the Store while its server runs, to revoke its lease.
+	if err := a.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+}
+
+// TestEmbeddedRestartCompactedLog: a lone member keeps no raft entries in
+// memory for followers, so its in-memory log is compacted every 100
+// writes; the data of many more writes survives a restart (replayed from
+// the WAL).
+func TestEmbeddedRestartCompactedLog(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dir := t.TempDir()
+	srv := startEmbedded(t, dir)
+	if got := store.CatchUpEntries(srv); got != 1 {
+		t.Errorf("catch-up entries of a lone member = %d, want 1", got)
+	}
+	cfg := testConfig(t, "a")
+	cfg.Endpoints = srv.Endpoints()
+	a := openStore(t, cfg)
+	const n = 350
+	for i := range n {
+		if err := a.Create(ctx, newRecord(fmt.Sprintf("s%03d", i), fmt.Sprintf("t%03d", i), fmt.Sprintf("c%03d", i))); err != nil {
+			t.Fatalf("Create %d = %v", i, err)
+		}
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	srv = startEmbedded(t, dir)
+	for i := range n {
+		id := fmt.Sprintf("s%03d", i)
+		rec, err := a.Get(ctx, id)
+		if err != nil {
+			t.Fatalf("Get(%s) after restart = %v", id, err)
+		}
+		if rec.TicketID != fmt.Sprintf("t%03d", i) {
+			t.Fatalf("Get(%s) after restart: ticket %s", id, rec.TicketID)
+		}
+	}
 	if err := a.Close(); err != nil {
 		t.Errorf("Close = %v", err)
 	}

@@ -13,3 +13,14 @@ var ZapLogger = zapLogger
 func ClaimValue(replica, id string) string {
 	return (&Store{replica: replica, claimTail: claimTail(replica)}).claimValue(id)
 }
+
+// CatchUpEntries returns how many applied raft entries the server keeps in
+// memory for slow followers.
+func CatchUpEntries(e *Embedded) uint64 { return e.etcd.Server.Cfg.SnapshotCatchUpEntries }
+
+// MemberCatchUpEntries is CatchUpEntries of cluster member i (running).
+func (c *EmbeddedCluster) MemberCatchUpEntries(i int) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return CatchUpEntries(c.members[i])
+}
