@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
@@ -166,7 +167,7 @@ func (c *Client) conn(endpoint string) (*grpc.ClientConn, error) {
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(c.transportCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithStatsHandler(withoutTokenStream{otelgrpc.NewClientHandler()}),
 		// Detect a dead connection under a long stream (the token stream is
 		// silent for two minutes). Five minutes is the least grpc servers
 		// accept by default; the openOBD policy is not published.
@@ -185,6 +186,30 @@ func (c *Client) conn(endpoint string) (*grpc.ClientConn, error) {
 	}
 	c.conns[addr] = cc
 	return cc, nil
+}
+
+// withoutTokenStream is a client stats handler (OpenTelemetry's) that
+// leaves out openSessionTokenStream: the stream lasts as long as its session,
+// so its span and call duration would say nothing, and what the handler
+// keeps for an RPC (span, context, a copy of the outgoing metadata) would
+// stay in memory for every idle session.
+type withoutTokenStream struct{ stats.Handler }
+
+// untracedRPC marks the context of an RPC left out.
+type untracedRPC struct{}
+
+func (h withoutTokenStream) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if info.FullMethodName == openobdv1.Session_OpenSessionTokenStream_FullMethodName {
+		return context.WithValue(ctx, untracedRPC{}, true)
+	}
+	return h.Handler.TagRPC(ctx, info)
+}
+
+func (h withoutTokenStream) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	if ctx.Value(untracedRPC{}) != nil {
+		return
+	}
+	h.Handler.HandleRPC(ctx, rs)
 }
 
 // transportCredentials is TLS (1.2 or later, verified against RootCAs or
