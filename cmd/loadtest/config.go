@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/obdorch/obdorch/cmd/internal/gcpercent"
 	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
 	"github.com/obdorch/obdorch/orchestrator/store"
 )
@@ -21,6 +23,9 @@ var scenarios = []string{"relay", "intake", "memory", "controlplane", "failover"
 
 // config is the validated command line.
 type config struct {
+	// gcPercent is the process's GC target, cmd/orchestrator's default
+	// unless GOGC or --gc-percent says otherwise.
+	gcPercent  gcpercent.Value
 	scenario   string
 	sessions   int
 	interval   time.Duration
@@ -129,6 +134,12 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.clientID, "client-id", fakejifeline.DefaultClientID, "client id the fake accepts")
 	fs.StringVar(&c.clientSecret, "client-secret", fakejifeline.DefaultClientSecret, "client secret the fake accepts")
 	fs.BoolVar(&c.metrics, "metrics", true, "record the in-process components' metrics in an OpenTelemetry meter provider read by a Prometheus registry, as cmd/orchestrator does with its admin listener on (its default); false leaves them to the no-op provider")
+	gc, err := gcpercent.FromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	c.gcPercent = gc
+	fs.Var(&c.gcPercent, "gc-percent", "garbage collector target in `percent`, or off, of this process (the in-process orchestrator's): cmd/orchestrator's default unless GOGC is set")
 	fs.BoolVar(&c.noFsync, "no-fsync", false, "run the embedded etcd without fsync (faster writes; the service default keeps fsync)")
 	logLevel := fs.String("log-level", "info", "`level` of this tool's logs: debug, info, warn or error")
 	orchLevel := fs.String("orchestrator-log-level", "warn", "`level` of the in-process orchestrator's, store's and fake's logs (info logs every control-plane call)")
@@ -143,7 +154,6 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (every setting is a flag)", fs.Arg(0))
 	}
-	var err error
 	if c.logLevel, err = parseLevel("log-level", *logLevel); err != nil {
 		return nil, err
 	}

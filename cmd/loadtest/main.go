@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadtest: %v\n", err)
 		return exitUsage
 	}
+	defer cfg.gcPercent.Apply()()
 	r := &runner{
 		cfg:    cfg,
 		stderr: stderr,

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/obdorch/obdorch/cmd/internal/gcpercent"
 	"github.com/obdorch/obdorch/connector"
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
@@ -61,6 +62,8 @@ type relayResult struct {
 	DurationS  float64 `json:"duration_s"`
 	BusTiming  bool    `json:"bus_timing"`
 	OpenOBDTLS bool    `json:"openobd_tls"`
+	// GCPercent is the process's GC target (GOGC), -1 for off.
+	GCPercent int `json:"gc_percent"`
 	// TargetRPS is what the pacing asks for (0 when unpaced).
 	TargetRPS float64 `json:"target_rps"`
 
@@ -146,7 +149,8 @@ func (r *relayResult) printTable(w io.Writer) {
 	if r.OpenOBDTLS {
 		transport = "TLS"
 	}
-	fmt.Fprintf(w, "relay: %d sessions, %s, %s s measured per path, bus timing %s, openOBD over %s\n\n", r.Sessions, pace, num(r.DurationS), timing, transport)
+	fmt.Fprintf(w, "relay: %d sessions, %s, %s s measured per path, bus timing %s, openOBD over %s, GC target %s\n\n",
+		r.Sessions, pace, num(r.DurationS), timing, transport, gcpercent.Value(r.GCPercent))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "path\tp50 ms\tp99 ms\tmax ms\treq/s\tCPU µs/req\talloc KiB/req\tlost\t")
 	for _, p := range []struct {
@@ -192,7 +196,7 @@ func (r *runner) runRelay(ctx context.Context) (*relayResult, error) {
 	spec := loadSpec{interval: cfg.interval, warmup: cfg.warmup, duration: cfg.duration}
 	res := &relayResult{
 		Scenario: "relay", Sessions: n, IntervalMS: ms(cfg.interval), DurationS: cfg.duration.Seconds(),
-		BusTiming: cfg.busTiming, OpenOBDTLS: cfg.openobdTLS || cfg.openobdCA != "",
+		BusTiming: cfg.busTiming, OpenOBDTLS: cfg.openobdTLS || cfg.openobdCA != "", GCPercent: int(cfg.gcPercent),
 	}
 	if cfg.interval > 0 {
 		res.TargetRPS = float64(n) / cfg.interval.Seconds()

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obdorch/obdorch/cmd/internal/gcpercent"
 	"github.com/obdorch/obdorch/connector"
 	"github.com/obdorch/obdorch/orchestrator"
 	"github.com/obdorch/obdorch/partner"
@@ -71,6 +72,9 @@ type config struct {
 	logFormat string
 	logLevel  string
 
+	// Runtime.
+	gcPercent gcpercent.Value
+
 	// Demo.
 	demo        bool
 	demoTickets int
@@ -95,6 +99,7 @@ var flagGroups = []flagGroup{
 	{"Intake", []string{"intake-state", "intake-externally-processed", "resync-interval", "workers", "max-sessions"}},
 	{"Relay", []string{"request-timeout", "p2-star", "lease-ttl", "fail-on-lease-expiry"}},
 	{"Logging", []string{"log-format", "log-level"}},
+	{"Runtime", []string{"gc-percent"}},
 	{"Demo", []string{"demo", "demo-tickets"}},
 }
 
@@ -105,6 +110,7 @@ var envNames = map[string][]string{
 	"client-id":     {"OPENOBD_PARTNER_CLIENT_ID"},
 	"client-secret": {"OPENOBD_PARTNER_CLIENT_SECRET"},
 	"cluster-id":    {"OPENOBD_CLUSTER_ID"},
+	"gc-percent":    {"GOGC"},
 }
 
 // envInlineTokens holds control-plane tokens inline ("token:role:name,..."),
@@ -165,6 +171,9 @@ func (c *config) addFlags(fs *flag.FlagSet) {
 
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+
+	c.gcPercent = gcpercent.Default
+	fs.Var(&c.gcPercent, "gc-percent", "garbage collector target in `percent` (GOGC), or off; the default trades heap for a shorter relay latency tail: the heap grows to (1 + percent/100) times its live size between collections (GOMEMLIMIT still caps it)")
 
 	fs.BoolVar(&c.demo, "demo", false, "run against an in-process fake Jifeline with demo tickets, store in a temporary directory")
 	fs.IntVar(&c.demoTickets, "demo-tickets", 3, "pending tickets in demo mode")

@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "orchestrator: configuration: %v\n", err)
 		return 2
 	}
+	defer cfg.gcPercent.Apply()()
 	level, _ := parseLevel(cfg.logLevel)
 	log := slog.New(telemetry.NewLogHandler(stderr, cfg.logFormat, level))
 	shutdownTelemetry, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "obdorch", ServiceVersion: buildinfo.Read().Short(), Getenv: getenv,

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/obdorch/obdorch/cmd/internal/gcpercent"
 	"github.com/obdorch/obdorch/connector/fake/fakejifeline"
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
 )
@@ -70,6 +71,8 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{"bad env value", creds, map[string]string{"ORCHESTRATOR_WORKERS": "many"}, "--workers"},
 		{"zero max sessions", append([]string{"--max-sessions", "0"}, creds...), nil, "--max-sessions"},
 		{"negative max sessions", creds, map[string]string{"ORCHESTRATOR_MAX_SESSIONS": "-3"}, "--max-sessions"},
+		{"zero gc percent", append([]string{"--gc-percent", "0"}, creds...), nil, "gc-percent"},
+		{"bad GOGC", creds, map[string]string{"GOGC": "fast"}, "--gc-percent"},
 		{"unknown flag", []string{"--bogus"}, nil, "bogus"},
 	}
 	for _, tt := range tests {
@@ -108,6 +111,16 @@ func TestConfigEnvTwins(t *testing.T) {
 	}
 	if c.workers != 9 {
 		t.Errorf("workers = %d, want 9 (the command line wins over the environment)", c.workers)
+	}
+	if c.gcPercent != gcpercent.Default {
+		t.Errorf("gcPercent = %v without GOGC, want the default %d", c.gcPercent, gcpercent.Default)
+	}
+	vars["GOGC"] = "off"
+	if c, err = parseConfig(nil, env(vars), &bytes.Buffer{}); err != nil {
+		t.Fatalf("parseConfig with GOGC=off: %v", err)
+	}
+	if c.gcPercent != -1 {
+		t.Errorf("with GOGC=off: gcPercent = %v, want off (-1)", c.gcPercent)
 	}
 }
 
