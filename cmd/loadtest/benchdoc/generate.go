@@ -27,8 +27,9 @@ type docData struct {
 	// Dir is the results directory as the document links it.
 	Dir, Plot                                           string
 	RelayPaced, RelayUnpaced, ControlPlane, Intake, Mem *results.Result
-	// Failover is nil in results measured before the scenario existed.
-	Failover *results.Result
+	// Failover and RelayRate are nil in results measured before their
+	// steps existed.
+	Failover, RelayRate *results.Result
 	// Summary rows: every target of every step, in step order.
 	Summary []summaryRow
 	// Commands of every step, in order.
@@ -72,8 +73,15 @@ func generate(cfg *config) error {
 		if p, ok := byStep[st.Name]; ok {
 			*p = &res
 		}
-		if st.Name == stepFailover {
+		switch st.Name {
+		case stepFailover:
 			d.Failover = &res
+		case stepRelayRate:
+			// Informative: the relay's targets are set for 50 ms pacing
+			// and the unpaced load, so this step has no summary rows.
+			d.RelayRate = &res
+			d.Commands = append(d.Commands, st.Commands...)
+			continue
 		}
 		for _, t := range res.Summary.Targets {
 			d.Summary = append(d.Summary, summaryRow{Step: stepTitles[st.Name], TargetSummary: t})
