@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"google.golang.org/grpc"
 
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 )
@@ -180,8 +181,13 @@ func (c *Client) start(s *Session) error {
 	}
 	c.sessions[s] = struct{}{}
 	c.mu.Unlock()
+	// The stream is opened here, on the caller's goroutine, so that the
+	// session's own goroutine only ever waits in Recv: opening a stream
+	// goes several times deeper into gRPC, and the stack that depth grows
+	// would stay with the idle session.
+	stream, err := s.openTokenStream()
 	s.wg.Add(1)
-	go s.runTokenStream()
+	go s.runTokenStream(stream, err)
 	return nil
 }
 
@@ -376,7 +382,8 @@ func (s *Session) WatchConnectorInformation(ctx context.Context, fn func(*openob
 }
 
 // runTokenStream keeps openSessionTokenStream open while the session lives,
-// reopening it with jittered exponential backoff when it breaks. It ends the
+// reopening it with jittered exponential backoff when it breaks. It starts
+// with the stream start opened (or the error opening it). It ends the
 // session when the server says the session is over.
 //
 // It is the one goroutine an idle session has (gRPC adds one of its own per
@@ -384,7 +391,7 @@ func (s *Session) WatchConnectorInformation(ctx context.Context, fn func(*openob
 // stream ends with the session's context, or has ended when Recv fails), and
 // a plain loop around the backoff, which keeps its stack shallow while it
 // waits in Recv.
-func (s *Session) runTokenStream() {
+func (s *Session) runTokenStream(stream tokenStream, err error) {
 	defer s.wg.Done()
 	const op = "openSessionTokenStream"
 	cfg := s.client.cfg
@@ -394,7 +401,9 @@ func (s *Session) runTokenStream() {
 		backoff.WithMaxElapsedTime(0), // retry while the session lives
 	)
 	for {
-		err := s.readTokens(b)
+		if err == nil {
+			err = s.readTokens(stream, b)
+		}
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -414,18 +423,22 @@ func (s *Session) runTokenStream() {
 			return
 		case <-t.C:
 		}
+		stream, err = s.openTokenStream()
 	}
 }
 
-// readTokens opens the token stream and stores every token it delivers
-// until the stream breaks. A delivered token resets the backoff. It returns
-// only once Recv failed (or the stream could not open), when gRPC has
-// released the stream.
-func (s *Session) readTokens(b backoff.BackOff) error {
-	stream, err := s.session.OpenSessionTokenStream(s.outgoing(s.ctx), &openobdv1.EmptyMessage{})
-	if err != nil {
-		return err
-	}
+// tokenStream is an open openSessionTokenStream.
+type tokenStream = grpc.ServerStreamingClient[openobdv1.SessionToken]
+
+// openTokenStream opens the token stream for the session's life.
+func (s *Session) openTokenStream() (tokenStream, error) {
+	return s.session.OpenSessionTokenStream(s.outgoing(s.ctx), &openobdv1.EmptyMessage{})
+}
+
+// readTokens stores every token the stream delivers until the stream
+// breaks. A delivered token resets the backoff. It returns only once Recv
+// failed, when gRPC has released the stream.
+func (s *Session) readTokens(stream tokenStream, b backoff.BackOff) error {
 	for {
 		tok, err := stream.Recv()
 		if err != nil {
