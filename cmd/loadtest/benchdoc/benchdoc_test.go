@@ -44,7 +44,7 @@ func writeResult(t *testing.T, dir, file, scenario string, runs []map[string]any
 
 func relayRun(p99 float64) map[string]any {
 	return map[string]any{
-		"sessions": 200, "interval_ms": 50, "added_p99_ms": p99, "direct_p50_ms": 0.1,
+		"sessions": 200, "interval_ms": 50, "added_p99_ms": p99, "direct_p50_ms": 0.1, "gc_percent": 400,
 		"curves": map[string]any{
 			"percentiles":     []float64{1, 50, 90, 99, 99.9, 99.99},
 			"direct_ms":       []float64{0.05, 0.1, 0.2, 0.4, 0.9, 2},
@@ -63,6 +63,13 @@ func rateRun() map[string]any {
 	return r
 }
 
+// gcRun is a run of the relay-paced-gogc100 step.
+func gcRun() map[string]any {
+	r := relayRun(9)
+	r["gc_percent"] = 100
+	return r
+}
+
 func TestGenerate(t *testing.T) {
 	dir := t.TempDir()
 	m := meta{Commit: "0123456789abcdef0123", Runs: 3, DurationS: 10, CPUs: 2, Build: []string{"go build -o $BIN/loadtest ./cmd/loadtest"}}
@@ -76,6 +83,7 @@ func TestGenerate(t *testing.T) {
 		{stepRelayPaced, []map[string]any{relayRun(0.5), relayRun(-0.1), relayRun(0.7)}},
 		{stepRelayUnpaced, []map[string]any{relayRun(0.5), relayRun(0.6), relayRun(0.7)}},
 		{stepRelayRate, []map[string]any{rateRun(), rateRun(), rateRun()}},
+		{stepRelayGC, []map[string]any{gcRun(), gcRun(), gcRun()}},
 		{stepControlPlane, []map[string]any{plain(0.5, "cp"), plain(0.6, "cp"), plain(0.7, "cp")}},
 		{stepIntake, []map[string]any{plain(0.5, "in"), plain(1.5, "in"), plain(0.7, "in")}},
 		{stepMemory, []map[string]any{plain(0.5, "mem"), plain(0.6, "mem"), plain(0.7, "mem")}},
@@ -104,6 +112,9 @@ func TestGenerate(t *testing.T) {
 		"relay-latency.svg)",
 		"### 200 sessions, one request every 10.0 ms each",
 		"$BIN/loadtest --scenario relay-rate",
+		"runs with a GC target of 400 %",
+		"grows to 5.00 times its live size",
+		"with a target of 100 %:",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("BENCHMARKS.md lacks %q:\n%s", want, out)

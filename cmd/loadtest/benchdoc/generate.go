@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/obdorch/obdorch/cmd/internal/gcpercent"
 	"github.com/obdorch/obdorch/cmd/loadtest/internal/results"
 )
 
@@ -29,7 +30,7 @@ type docData struct {
 	RelayPaced, RelayUnpaced, ControlPlane, Intake, Mem *results.Result
 	// Failover and RelayRate are nil in results measured before their
 	// steps existed.
-	Failover, RelayRate *results.Result
+	Failover, RelayRate, RelayGC *results.Result
 	// Summary rows: every target of every step, in step order.
 	Summary []summaryRow
 	// Commands of every step, in order.
@@ -76,10 +77,15 @@ func generate(cfg *config) error {
 		switch st.Name {
 		case stepFailover:
 			d.Failover = &res
-		case stepRelayRate:
-			// Informative: the relay's targets are set for 50 ms pacing
-			// and the unpaced load, so this step has no summary rows.
-			d.RelayRate = &res
+		case stepRelayRate, stepRelayGC:
+			// Informative: the relay's targets are for 50 ms pacing and
+			// the unpaced load at the service's settings, so these steps
+			// have no summary rows.
+			if st.Name == stepRelayRate {
+				d.RelayRate = &res
+			} else {
+				d.RelayGC = &res
+			}
 			d.Commands = append(d.Commands, st.Commands...)
 			continue
 		}
@@ -114,6 +120,10 @@ func generate(cfg *config) error {
 		"rangeOf":  rangeCell,
 		"sessions": func(r *results.Result) string { return num(med(r, "sessions")) },
 		"count":    func(r *results.Result, key string) string { return fmt.Sprintf("%.0f", med(r, key)) },
+		"gcTarget": func(r *results.Result) string { return gcpercent.Value(med(r, "gc_percent")).String() },
+		// heapGrowth is how many times its live size the heap grows to
+		// between collections at the run's GC target.
+		"heapGrowth": func(r *results.Result) string { return num(1 + med(r, "gc_percent")/100) },
 	}).Parse(docTemplate)
 	if err != nil {
 		return err

@@ -65,7 +65,10 @@ const (
 	// orchestrated path's unpaced throughput: the CPU a request costs
 	// falls as the rate grows (gRPC batches more messages per write and
 	// per wake-up), so the unpaced step compares each path at its own rate.
-	stepRelayRate    = "relay-rate"
+	stepRelayRate = "relay-rate"
+	// stepRelayGC is the paced relay again with Go's default GC target
+	// instead of the orchestrator's, to show what the target buys.
+	stepRelayGC      = "relay-paced-gogc100"
 	stepControlPlane = "controlplane"
 	stepIntake       = "intake"
 	stepMemory       = "memory"
@@ -106,6 +109,7 @@ func measure(ctx context.Context, cfg *config, log io.Writer) error {
 		{stepRelayPaced, []string{"--scenario", "relay", "--sessions", "200", "--interval", "50ms", "--duration", d}},
 		{stepRelayUnpaced, []string{"--scenario", "relay", "--sessions", "200", "--interval", "0", "--duration", d}},
 		{stepRelayRate, []string{"--scenario", "relay", "--sessions", "200", "--interval", "10ms", "--duration", d}},
+		{stepRelayGC, []string{"--scenario", "relay", "--sessions", "200", "--interval", "50ms", "--gc-percent", "100", "--duration", d}},
 		{stepControlPlane, []string{"--scenario", "controlplane", "--sessions", "50", "--concurrency", "50", "--duration", d}},
 		{stepIntake, []string{"--scenario", "intake", "--tickets", "1000"}},
 		{stepFailover, []string{"--scenario", "failover", "--tickets", "30", "--sessions", "10", "--duration", d}},
