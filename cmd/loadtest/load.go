@@ -192,14 +192,24 @@ func drive(ctx context.Context, ex exchanger, first time.Time, interval time.Dur
 			}
 		}
 		if interval > 0 {
-			// A slot missed while waiting for a slow answer is dropped, not
-			// caught up with a burst.
-			next = next.Add(interval)
-			if now := time.Now(); next.Before(now) {
-				next = now
-			}
+			next = nextSlot(next, time.Now(), interval)
 		}
 	}
+}
+
+// nextSlot returns a worker's next slot after the one at prev: prev plus
+// interval, or, when a slow answer made it miss that, the first slot of
+// its grid (prev plus a whole number of intervals) not yet past. Missed
+// slots are dropped, not caught up with a burst, and the worker keeps its
+// offset: restarting from now instead would put every worker that waited
+// out the same stall on the same instant, and they would go on sending in
+// one burst per interval for the rest of the phase.
+func nextSlot(prev, now time.Time, interval time.Duration) time.Time {
+	next := prev.Add(interval)
+	if late := now.Sub(next); late > 0 {
+		next = next.Add((late + interval - 1) / interval * interval)
+	}
+	return next
 }
 
 // logSeconds logs a phase second by second at debug level.
