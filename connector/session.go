@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
@@ -142,8 +143,10 @@ func (c *Client) Resume(ctx context.Context, info SessionInfo, token string, opt
 	return s, nil
 }
 
-// newSession prepares a session whose lifetime context keeps the values of
-// ctx (trace, logger) but not its cancellation.
+// newSession prepares a session whose lifetime context keeps the trace of
+// ctx, which the session's streams continue, and nothing else of it: not
+// its cancellation, and not its other values, which an idle session would
+// hold for as long as it lives.
 func (c *Client) newSession(ctx context.Context, info SessionInfo, opts []SessionOption) (*Session, error) {
 	cc, err := c.conn(info.GRPCEndpoint)
 	if err != nil {
@@ -154,7 +157,11 @@ func (c *Client) newSession(ctx context.Context, info SessionInfo, opts []Sessio
 		opt(&o)
 	}
 	info.AuthenticationToken = ""
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	life := context.Background()
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		life = trace.ContextWithSpanContext(life, sc)
+	}
+	ctx, cancel := context.WithCancel(life)
 	return &Session{
 		client:   c,
 		info:     info,

@@ -41,7 +41,8 @@ type attachment struct {
 	// buses are the names of the configured buses (at most four);
 	// channels must use one.
 	buses []string
-	// channels are the open relay channels, by ECU address.
+	// channels are the open relay channels, by ECU address; nil while
+	// none was opened (an idle session).
 	channels map[channelKey]*relayChannel
 	// lease mirrors the stored runner lease (nil when nobody leases the
 	// session); expired names the lease that expired last, so its runner
@@ -99,7 +100,7 @@ func (o *Orchestrator) hold(id string) *attachment {
 	if a := o.attached[id]; a != nil {
 		return a
 	}
-	a := &attachment{id: id, channels: map[channelKey]*relayChannel{}}
+	a := &attachment{id: id}
 	o.attached[id] = a
 	return a
 }
@@ -149,7 +150,7 @@ func (a *attachment) detach(cause error) {
 		a.ending = cause
 	}
 	chans, sess := a.channels, a.sess
-	a.channels = map[channelKey]*relayChannel{}
+	a.channels = nil
 	a.sess = nil
 	a.mu.Unlock()
 	for _, c := range chans {

@@ -54,13 +54,13 @@ func (o *Orchestrator) reconcileIntake(ctx context.Context) (result, error) {
 		}
 		listed[t.ID] = t
 	}
-	o.tickets.Store(&listed)
 	o.keepHeldTickets(listed)
 	unclaimed := make(map[string]bool, len(listed))
 	for id := range listed {
 		unclaimed[id] = true
 	}
 	o.shareSeen(unclaimed) // leaves the tickets no cached live session holds
+	o.keepListed(listed, unclaimed)
 	for id := range unclaimed {
 		// A ticket a live session holds is left out: its reconcile
 		// would end at once (reconcileTicket), so a pass over tickets
@@ -115,6 +115,7 @@ func (o *Orchestrator) reconcileTicket(ctx context.Context, ticketID string) (re
 		}
 	}
 	if t.State != o.cfg.IntakeState {
+		o.dropListed(ticketID)
 		return result{}, nil
 	}
 	release, wait, ok := o.reserve(ticketKey(ticketID))
@@ -126,10 +127,14 @@ func (o *Orchestrator) reconcileTicket(ctx context.Context, ticketID string) (re
 	target.intake = true
 	_, _, err := o.create(ctx, target, o.store.Replica(), "ticket "+strconv.FormatInt(t.TicketNumber, 10)+" is "+string(t.State))
 	switch {
+	case err == nil:
+		o.dropListed(ticketID)
 	case errors.Is(err, store.ErrHeld):
+		o.dropListed(ticketID)
 		o.setHeldTicket(ticketID, true)
 		return result{}, nil
 	case errors.Is(err, store.ErrClaimed):
+		o.dropListed(ticketID)
 		return result{}, nil
 	}
 	return result{}, err
@@ -164,13 +169,38 @@ func (o *Orchestrator) keepHeldTickets(listed map[string]partner.Ticket) {
 	}
 }
 
+// keepListed keeps the listed tickets that are unclaimed, for their
+// reconciles, in place of the previous pass's.
+func (o *Orchestrator) keepListed(listed map[string]partner.Ticket, unclaimed map[string]bool) {
+	var keep map[string]partner.Ticket
+	if len(unclaimed) > 0 {
+		keep = make(map[string]partner.Ticket, len(unclaimed))
+		for id := range unclaimed {
+			keep[id] = listed[id]
+		}
+	}
+	o.mu.Lock()
+	o.listed = keep
+	o.mu.Unlock()
+}
+
 // listedTicket returns the ticket as the latest intake pass read it.
 func (o *Orchestrator) listedTicket(id string) (partner.Ticket, bool) {
-	if m := o.tickets.Load(); m != nil {
-		t, ok := (*m)[id]
-		return t, ok
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t, ok := o.listed[id]
+	return t, ok
+}
+
+// dropListed forgets a listed ticket whose reconcile is settled: an idle
+// session keeps nothing of the listing that created it.
+func (o *Orchestrator) dropListed(id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.listed, id)
+	if len(o.listed) == 0 {
+		o.listed = nil // a map keeps its size after its entries are deleted
 	}
-	return partner.Ticket{}, false
 }
 
 // recordTarget is what a new record is for: a ticket, or (t zero) a

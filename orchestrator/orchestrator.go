@@ -188,10 +188,6 @@ type Orchestrator struct {
 	// the control plane drains.
 	draining atomic.Bool
 
-	// tickets is the latest intake listing, by ticket id, so the reconcile
-	// of a listed ticket costs no second read. Each pass replaces it.
-	tickets atomic.Pointer[map[string]partner.Ticket]
-
 	mu       sync.Mutex
 	attached map[string]*attachment // sessions whose claims this replica holds, by id
 	// ready is closed and replaced whenever a session may have become
@@ -206,6 +202,11 @@ type Orchestrator struct {
 	// heldTickets are the listed tickets whose create found intake held
 	// off them (see reconcileTicket).
 	heldTickets map[string]bool
+	// listed are the tickets of the latest intake pass that no live
+	// session held, by ticket id, so that the reconcile of such a ticket
+	// costs no second read. Each pass replaces them; a ticket leaves once
+	// its reconcile is settled (see reconcileTicket).
+	listed map[string]partner.Ticket
 
 	wg sync.WaitGroup
 }

@@ -70,9 +70,13 @@ type queue struct {
 	backoffs   map[key]*backoff.ExponentialBackOff
 	delayed    map[key]*delay
 	delays     delayHeap
-	timer      *time.Timer // created by the first delay; fires q.fire
-	armedAt    time.Time   // when timer fires; zero when it is not set
-	closed     bool
+	// peak is the most keys queued at once since the queue last let go
+	// of its room: a queue that drains after a burst (an intake of
+	// thousands of tickets) lets go of the room the burst took (see Get).
+	peak    int
+	timer   *time.Timer // created by the first delay; fires q.fire
+	armedAt time.Time   // when timer fires; zero when it is not set
+	closed  bool
 
 	initial, max time.Duration
 	metrics      *queueMetrics
@@ -149,6 +153,7 @@ func (q *queue) addLocked(k key) {
 	}
 	q.queued[k] = true
 	q.items = append(q.items, k)
+	q.peak = max(q.peak, len(q.items))
 	q.metrics.added()
 	q.cond.Signal()
 }
@@ -259,9 +264,17 @@ func (q *queue) Get() (key, bool) {
 	q.items[0] = key{}
 	q.items = q.items[1:]
 	delete(q.queued, k)
+	if len(q.items) == 0 && q.peak > shrinkAfter {
+		// The slice's array and the map keep the size of the burst.
+		q.items, q.queued, q.peak = nil, map[key]bool{}, 0
+	}
 	q.processing[k] = true
 	return k, true
 }
+
+// shrinkAfter is the peak of queued keys above which a queue that drains
+// lets go of its room: below it, the room is kept for the next keys.
+const shrinkAfter = 256
 
 // Done marks k processed, queueing it again if it was added meanwhile.
 func (q *queue) Done(k key) {

@@ -244,3 +244,31 @@ func BenchmarkQueueDelayedKeys(b *testing.B) {
 	}
 	b.ReportMetric(perKey, "B/delayed-key")
 }
+
+// TestQueueLetsGoOfABurst: a queue that drains after more than shrinkAfter
+// keys drops the slice and map that held them, and keeps working.
+func TestQueueLetsGoOfABurst(t *testing.T) {
+	q := newQueue(time.Millisecond, time.Second)
+	defer q.Close()
+	n := shrinkAfter + 1
+	for i := range n {
+		q.Add(ticketKey(strconv.Itoa(i)))
+	}
+	for i := range n {
+		k, ok := q.Get()
+		if !ok || k != ticketKey(strconv.Itoa(i)) {
+			t.Fatalf("Get() = %v, %v; want ticket %d", k, ok, i)
+		}
+		q.Done(k)
+	}
+	q.mu.Lock()
+	items, peak, queued := q.items, q.peak, len(q.queued)
+	q.mu.Unlock()
+	if items != nil || peak != 0 || queued != 0 {
+		t.Errorf("after the burst: items %v, peak %d, %d queued; want nil, 0, 0", items, peak, queued)
+	}
+	q.Add(ticketKey("next"))
+	if k, ok := q.Get(); !ok || k != ticketKey("next") {
+		t.Errorf("Get() after the burst = %v, %v; want ticket next", k, ok)
+	}
+}

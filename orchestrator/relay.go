@@ -148,6 +148,9 @@ func (l *attachment) channel(o *Orchestrator, ch Channel) (*relayChannel, error)
 		o: o, a: l, spec: spec,
 		turn: make(chan struct{}, 1), opening: make(chan struct{}, 1), done: make(chan struct{}),
 	}
+	if l.channels == nil {
+		l.channels = map[channelKey]*relayChannel{}
+	}
 	l.channels[k] = rc
 	return rc, nil
 }
@@ -157,7 +160,7 @@ func (l *attachment) channel(o *Orchestrator, ch Channel) (*relayChannel, error)
 func (l *attachment) closeChannels(cause error) {
 	l.mu.Lock()
 	chans := l.channels
-	l.channels = map[channelKey]*relayChannel{}
+	l.channels = nil
 	l.mu.Unlock()
 	for _, c := range chans {
 		c.shutdown(cause)

@@ -142,17 +142,20 @@ func (s *spread) intakeSeen(live []*session.Record, unclaimed map[string]bool, n
 			orphans[r.ID] = true
 		}
 	}
-	for k := range s.waiting {
-		if (k.kind == kindTicket && !unclaimed[k.id]) || (k.kind == kindSession && !orphans[k.id]) {
-			delete(s.waiting, k)
+	// A new map rather than deletes: a map keeps the size it once had.
+	waiting := make(map[key]time.Time, len(unclaimed))
+	for k, since := range s.waiting {
+		if (k.kind == kindTicket && unclaimed[k.id]) || (k.kind == kindSession && orphans[k.id]) {
+			waiting[k] = since
 		}
 	}
 	for id := range unclaimed {
 		k := ticketKey(id)
-		if _, ok := s.waiting[k]; !ok {
-			s.waiting[k] = now
+		if _, ok := waiting[k]; !ok {
+			waiting[k] = now
 		}
 	}
+	s.waiting = waiting
 }
 
 // reserve counts one take under way if the share allows it; the caller
@@ -200,6 +203,11 @@ func (o *Orchestrator) reserve(k key) (release func(), wait time.Duration, ok bo
 			s.mu.Lock()
 			s.taking--
 			delete(s.waiting, k)
+			if len(s.waiting) == 0 {
+				// Once every ticket of an intake is taken, let go of
+				// the map's room for them all.
+				s.waiting = map[key]time.Time{}
+			}
 			s.mu.Unlock()
 		})
 	}, 0, true
