@@ -73,7 +73,7 @@ func (s *Session) OpenIsotp(ctx context.Context, channel Channel) (*IsotpChannel
 	}
 	sctx, cancel := context.WithCancel(s.ctx)
 	stop := context.AfterFunc(ctx, cancel) // give up opening with ctx
-	stream, err := s.can.OpenIsotpStream(s.outgoing(sctx))
+	stream, err := s.can().OpenIsotpStream(s.outgoing(sctx))
 	if !stop() {
 		cancel()
 		return nil, ctx.Err()
@@ -89,6 +89,9 @@ func (s *Session) OpenIsotp(ctx context.Context, channel Channel) (*IsotpChannel
 		s.mu.Unlock()
 		c.Close()
 		return nil, err
+	}
+	if s.channels == nil {
+		s.channels = make(map[*IsotpChannel]struct{})
 	}
 	s.channels[c] = struct{}{}
 	s.mu.Unlock()

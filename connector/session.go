@@ -56,10 +56,9 @@ type Session struct {
 	onToken func(string, time.Time)
 	onEnd   func(error)
 
-	session openobdv1.SessionClient
-	config  openobdv1.ConfigClient
-	can     openobdv1.CanClient
-	monitor openobdv1.ConnectionMonitorClient
+	// cc serves the session's calls (see calls); an idle session keeps
+	// no client of each service.
+	cc *grpc.ClientConn
 
 	token atomic.Pointer[string]
 
@@ -72,8 +71,16 @@ type Session struct {
 	err     error // why the session ended; written before done is closed
 
 	mu        sync.Mutex
-	channels  map[*IsotpChannel]struct{}
+	channels  map[*IsotpChannel]struct{} // nil until the first channel
 	closeOnce sync.Once
+}
+
+// The session's services, on its connection.
+func (s *Session) session() openobdv1.SessionClient { return openobdv1.NewSessionClient(s.cc) }
+func (s *Session) config() openobdv1.ConfigClient   { return openobdv1.NewConfigClient(s.cc) }
+func (s *Session) can() openobdv1.CanClient         { return openobdv1.NewCanClient(s.cc) }
+func (s *Session) monitor() openobdv1.ConnectionMonitorClient {
+	return openobdv1.NewConnectionMonitorClient(s.cc)
 }
 
 // Attach claims a started session: it calls authenticate with the
@@ -86,7 +93,7 @@ func (c *Client) Attach(ctx context.Context, info SessionInfo, opts ...SessionOp
 		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(withBearer(ctx, info.AuthenticationToken), c.cfg.CallTimeout)
-	tok, err := s.session.Authenticate(cctx, &openobdv1.EmptyMessage{})
+	tok, err := s.session().Authenticate(cctx, &openobdv1.EmptyMessage{})
 	cancel()
 	if err != nil {
 		s.cancel()
@@ -163,18 +170,14 @@ func (c *Client) newSession(ctx context.Context, info SessionInfo, opts []Sessio
 	}
 	ctx, cancel := context.WithCancel(life)
 	return &Session{
-		client:   c,
-		info:     info,
-		onToken:  o.onToken,
-		onEnd:    o.onEnd,
-		session:  openobdv1.NewSessionClient(cc),
-		config:   openobdv1.NewConfigClient(cc),
-		can:      openobdv1.NewCanClient(cc),
-		monitor:  openobdv1.NewConnectionMonitorClient(cc),
-		ctx:      ctx,
-		cancel:   cancel,
-		done:     make(chan struct{}),
-		channels: make(map[*IsotpChannel]struct{}),
+		client:  c,
+		info:    info,
+		onToken: o.onToken,
+		onEnd:   o.onEnd,
+		cc:      cc,
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
 	}, nil
 }
 
@@ -320,7 +323,7 @@ func (s *Session) call(ctx context.Context, op string, fn func(ctx context.Conte
 // one Result). The session is over afterwards; Close it.
 func (s *Session) Finish(ctx context.Context, result ServiceResult) error {
 	err := s.call(ctx, "finish", func(ctx context.Context) error {
-		_, err := s.session.Finish(ctx, result.wire())
+		_, err := s.session().Finish(ctx, result.wire())
 		return err
 	})
 	if err != nil {
@@ -334,7 +337,7 @@ func (s *Session) Finish(ctx context.Context, result ServiceResult) error {
 // four; two buses may not share pins).
 func (s *Session) ConfigureBus(ctx context.Context, buses ...Bus) error {
 	return s.call(ctx, "configureBus", func(ctx context.Context) error {
-		stream, err := s.config.ConfigureBus(ctx)
+		stream, err := s.config().ConfigureBus(ctx)
 		if err != nil {
 			return err
 		}
@@ -356,7 +359,7 @@ func (s *Session) ConnectorInformation(ctx context.Context) (*openobdv1.Connecto
 	var info *openobdv1.ConnectorInformation
 	err := s.call(ctx, "getConnectorInformation", func(ctx context.Context) error {
 		var err error
-		info, err = s.monitor.GetConnectorInformation(ctx, &openobdv1.EmptyMessage{})
+		info, err = s.monitor().GetConnectorInformation(ctx, &openobdv1.EmptyMessage{})
 		return err
 	})
 	return info, err
@@ -373,7 +376,7 @@ func (s *Session) WatchConnectorInformation(ctx context.Context, fn func(*openob
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.ctx, cancel)()
-	stream, err := s.monitor.OpenConnectorInformationStream(s.outgoing(sctx), &openobdv1.EmptyMessage{})
+	stream, err := s.monitor().OpenConnectorInformationStream(s.outgoing(sctx), &openobdv1.EmptyMessage{})
 	for err == nil {
 		var info *openobdv1.ConnectorInformation
 		if info, err = stream.Recv(); err == nil {
@@ -389,8 +392,8 @@ func (s *Session) WatchConnectorInformation(ctx context.Context, fn func(*openob
 }
 
 // runTokenStream keeps openSessionTokenStream open while the session lives,
-// reopening it with jittered exponential backoff when it breaks. It starts
-// with the stream start opened (or the error opening it). It ends the
+// reopening it with jittered exponential backoff when it breaks. It is
+// given the stream that start opened, or the error opening it. It ends the
 // session when the server says the session is over.
 //
 // It is the one goroutine an idle session has (gRPC adds one of its own per
@@ -401,12 +404,7 @@ func (s *Session) WatchConnectorInformation(ctx context.Context, fn func(*openob
 func (s *Session) runTokenStream(stream tokenStream, err error) {
 	defer s.wg.Done()
 	const op = "openSessionTokenStream"
-	cfg := s.client.cfg
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(cfg.ReconnectInitial),
-		backoff.WithMaxInterval(cfg.ReconnectMax),
-		backoff.WithMaxElapsedTime(0), // retry while the session lives
-	)
+	var b *backoff.ExponentialBackOff // made at the first break
 	for {
 		if err == nil {
 			err = s.readTokens(stream, b)
@@ -419,6 +417,14 @@ func (s *Session) runTokenStream(stream tokenStream, err error) {
 				s.end(err)
 			}
 			return
+		}
+		if b == nil {
+			cfg := s.client.cfg
+			b = backoff.NewExponentialBackOff(
+				backoff.WithInitialInterval(cfg.ReconnectInitial),
+				backoff.WithMaxInterval(cfg.ReconnectMax),
+				backoff.WithMaxElapsedTime(0), // retry while the session lives
+			)
 		}
 		wait := b.NextBackOff()
 		s.logger().Warn("session token stream broken, reopening",
@@ -439,13 +445,13 @@ type tokenStream = grpc.ServerStreamingClient[openobdv1.SessionToken]
 
 // openTokenStream opens the token stream for the session's life.
 func (s *Session) openTokenStream() (tokenStream, error) {
-	return s.session.OpenSessionTokenStream(s.outgoing(s.ctx), &openobdv1.EmptyMessage{})
+	return s.session().OpenSessionTokenStream(s.outgoing(s.ctx), &openobdv1.EmptyMessage{})
 }
 
 // readTokens stores every token the stream delivers until the stream
-// breaks. A delivered token resets the backoff. It returns only once Recv
-// failed, when gRPC has released the stream.
-func (s *Session) readTokens(stream tokenStream, b backoff.BackOff) error {
+// breaks. A delivered token resets the backoff (nil before any break). It
+// returns only once Recv failed, when gRPC has released the stream.
+func (s *Session) readTokens(stream tokenStream, b *backoff.ExponentialBackOff) error {
 	for {
 		tok, err := stream.Recv()
 		if err != nil {
@@ -455,7 +461,9 @@ func (s *Session) readTokens(stream tokenStream, b backoff.BackOff) error {
 			continue
 		}
 		s.setToken(tok.GetValue())
-		b.Reset()
+		if b != nil {
+			b.Reset()
+		}
 		if s.client.log.Enabled(s.ctx, slog.LevelDebug) {
 			s.logger().Debug("session token received")
 		}
