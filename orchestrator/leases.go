@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math"
 	"time"
 
 	"github.com/obdorch/obdorch/connector"
@@ -17,11 +19,12 @@ import (
 //
 //   - AcquireSession writes a lease {id, holder, TTL, ExpireAt = now + TTL}
 //     and moves the session READY -> RUNNING.
-//   - A runner's call (Send, Exchange, ConfigureBus...) renews it: when less
-//     than two thirds of the TTL remain, the call asks the session's
-//     reconcile to write ExpireAt = time of the latest call + TTL. So a
-//     busy runner costs at most one store write per third of its TTL, never
-//     one per request. AcquireSession with renew_lease_id writes at once.
+//   - A runner's call (Send, Exchange, ConfigureBus...) renews it: once a
+//     third to a half of the TTL has passed (the share is fixed per lease,
+//     see renewBelow), the call asks the session's reconcile to write
+//     ExpireAt = time of the latest call + TTL. So a busy runner costs at
+//     most one store write per third of its TTL, never one per request.
+//     AcquireSession with renew_lease_id writes at once.
 //   - The session's reconcile is scheduled for ExpireAt (RequeueAfter). If
 //     the lease has not been renewed by then, it expires: the session goes
 //     back to READY (or FAILED with FailOnLeaseExpiry) and the runner's
@@ -31,9 +34,26 @@ import (
 //     renew while nobody owned the session.
 //   - Once shutdown begins (Drain), leases do not expire.
 
-// renewFraction: a renewal is written once less than this share of the TTL
-// remains.
-const renewFraction = 2.0 / 3
+// A renewal is written once less than a share of the TTL remains: a share
+// between renewFractionMin and renewFractionMax, fixed per lease by its id.
+// Leases taken together (a batch of runners, an adoption) would otherwise
+// all fall due at the same moment, and their renewals, one durable write
+// each, would arrive as one burst that delays the relay's requests; spread,
+// 200 leases of 30 s renew over 5 s instead.
+const (
+	renewFractionMin = 1.0 / 2
+	renewFractionMax = 2.0 / 3
+)
+
+// renewSeed spreads the leases' renewal shares (per process: the spread is
+// what matters, not which lease renews first).
+var renewSeed = maphash.MakeSeed()
+
+// renewBelow is how much of l's TTL may remain before a renewal is due.
+func renewBelow(l *session.Lease) time.Duration {
+	spread := float64(maphash.String(renewSeed, l.ID)) / math.MaxUint64
+	return time.Duration((renewFractionMin + spread*(renewFractionMax-renewFractionMin)) * float64(l.TTL))
+}
 
 // AcquireSession waits until a READY session matches and leases it. It
 // waits at most AcquireMaxWait, or until ctx ends if sooner.
@@ -286,7 +306,7 @@ func (a *attachment) useLease(leaseID string, now time.Time) (renew bool, _ erro
 		return true, fmt.Errorf("%w (session %s)", ErrLeaseExpired, a.id)
 	}
 	a.active = now
-	if !a.renewQueued && float64(a.lease.Remaining(now)) < renewFraction*float64(a.lease.TTL) {
+	if !a.renewQueued && a.lease.Remaining(now) < renewBelow(a.lease) {
 		a.renewQueued = true
 		return true, nil
 	}

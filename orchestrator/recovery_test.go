@@ -306,7 +306,8 @@ func TestLeaseIsDurable(t *testing.T) {
 		_, err := c.Send(ctx, vinRequest(acq))
 		return err
 	}
-	// Busy for longer than a third of the TTL: a renewal is written.
+	// Busy for longer than half the TTL (a renewal falls due once a third to
+	// a half of it has passed): a renewal is written.
 	poll(ctx, t, "a renewal written by traffic", func() bool {
 		if err := send(r.client); err != nil {
 			t.Fatalf("Send: %v", err)

@@ -677,8 +677,8 @@ func TestRelayInterruptAbortsRunner(t *testing.T) {
 // extends it.
 func TestRelayLeaseExpiry(t *testing.T) {
 	// The renewal a runner's traffic asks for is written by the session's
-	// reconcile within the last two thirds of the TTL; leave room for a
-	// busy machine.
+	// reconcile once a third to a half of the TTL has passed; leave room for
+	// a busy machine.
 	const ttl = 1500 * time.Millisecond
 	const pastExpiry = ttl + 1500*time.Millisecond
 	g := newRelayRig(t, rigOptions{cfg: orchestrator.Config{LeaseTTL: ttl}})
