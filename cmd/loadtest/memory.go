@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/obdorch/obdorch/cmd/internal/gcpercent"
 	"github.com/obdorch/obdorch/connector"
 )
 
@@ -19,6 +20,8 @@ type memoryResult struct {
 	// then the orchestrator's figures include the fake's server side of
 	// each session, which the direct_* figures bound (see below).
 	FakeInProcess bool `json:"fake_in_process"`
+	// GCPercent is the process's GC target (GOGC), -1 for off.
+	GCPercent int `json:"gc_percent"`
 
 	// The orchestrator's idle READY sessions: records, claims and raft log
 	// in the embedded etcd, the attached openOBD session with its token
@@ -62,7 +65,7 @@ func (r *memoryResult) printTable(w io.Writer) {
 	if r.FakeInProcess {
 		where = "the fake in this process"
 	}
-	fmt.Fprintf(w, "memory: %d idle READY sessions, against %s\n\n", r.Sessions, where)
+	fmt.Fprintf(w, "memory: %d idle READY sessions, against %s, GC target %s\n\n", r.Sessions, where, gcpercent.Value(r.GCPercent))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "per session\tRSS KiB\tGo heap KiB\tgoroutines\t")
 	fmt.Fprintf(tw, "orchestrator\t%s\t%s\t%s\t\n", num(r.RSSPerSessionKiB), num(r.HeapPerSessionKiB), num(r.GoroutinesPerSession))
@@ -98,7 +101,7 @@ func (r *runner) runMemory(ctx context.Context) (*memoryResult, error) {
 		return nil, err
 	}
 	defer orch.close()
-	res := &memoryResult{Scenario: "memory", Sessions: n, FakeInProcess: !cfg.externalFake()}
+	res := &memoryResult{Scenario: "memory", Sessions: n, FakeInProcess: !cfg.externalFake(), GCPercent: int(cfg.gcPercent)}
 
 	base, err := settleAndSnapshot(ctx, cfg.settle)
 	if err != nil {

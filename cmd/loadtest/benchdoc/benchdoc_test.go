@@ -63,6 +63,11 @@ func rateRun() map[string]any {
 	return r
 }
 
+// memRun is a run of the memory-gogc100 step.
+func memRun(rss float64, gc int) map[string]any {
+	return map[string]any{"rss_per_session_kib": rss, "gc_percent": gc}
+}
+
 // gcRun is a run of the relay-paced-gogc100 step.
 func gcRun() map[string]any {
 	r := relayRun(9)
@@ -87,6 +92,7 @@ func TestGenerate(t *testing.T) {
 		{stepControlPlane, []map[string]any{plain(0.5, "cp"), plain(0.6, "cp"), plain(0.7, "cp")}},
 		{stepIntake, []map[string]any{plain(0.5, "in"), plain(1.5, "in"), plain(0.7, "in")}},
 		{stepMemory, []map[string]any{plain(0.5, "mem"), plain(0.6, "mem"), plain(0.7, "mem")}},
+		{stepMemoryGC, []map[string]any{memRun(30, 100), memRun(31, 100), memRun(32, 100)}},
 	} {
 		writeResult(t, dir, s.name+".json", s.name, s.runs)
 		m.Steps = append(m.Steps, step{Name: s.name, File: s.name + ".json", Commands: []string{"$BIN/loadtest --scenario " + s.name}})
@@ -115,6 +121,8 @@ func TestGenerate(t *testing.T) {
 		"runs with a GC target of 400 %",
 		"grows to 5.00 times its live size",
 		"with a target of 100 %:",
+		"| per idle READY session | median (range) | at 100 % |",
+		"| RSS, KiB | — | 31.0 (30.0–32.0) |",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("BENCHMARKS.md lacks %q:\n%s", want, out)

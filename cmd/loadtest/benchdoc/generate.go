@@ -30,7 +30,7 @@ type docData struct {
 	RelayPaced, RelayUnpaced, ControlPlane, Intake, Mem *results.Result
 	// Failover and RelayRate are nil in results measured before their
 	// steps existed.
-	Failover, RelayRate, RelayGC *results.Result
+	Failover, RelayRate, RelayGC, MemGC *results.Result
 	// Summary rows: every target of every step, in step order.
 	Summary []summaryRow
 	// Commands of every step, in order.
@@ -77,14 +77,17 @@ func generate(cfg *config) error {
 		switch st.Name {
 		case stepFailover:
 			d.Failover = &res
-		case stepRelayRate, stepRelayGC:
-			// Informative: the relay's targets are for 50 ms pacing and
-			// the unpaced load at the service's settings, so these steps
-			// have no summary rows.
-			if st.Name == stepRelayRate {
+		case stepRelayRate, stepRelayGC, stepMemoryGC:
+			// Informative: the targets are for the service's settings (and
+			// the relay's for 50 ms pacing and the unpaced load), so these
+			// steps have no summary rows.
+			switch st.Name {
+			case stepRelayRate:
 				d.RelayRate = &res
-			} else {
+			case stepRelayGC:
 				d.RelayGC = &res
+			default:
+				d.MemGC = &res
 			}
 			d.Commands = append(d.Commands, st.Commands...)
 			continue

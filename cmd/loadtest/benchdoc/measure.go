@@ -68,7 +68,9 @@ const (
 	stepRelayRate = "relay-rate"
 	// stepRelayGC is the paced relay again with Go's default GC target
 	// instead of the orchestrator's, to show what the target buys.
-	stepRelayGC      = "relay-paced-gogc100"
+	stepRelayGC = "relay-paced-gogc100"
+	// stepMemoryGC is the memory scenario again at Go's default GC target.
+	stepMemoryGC     = "memory-gogc100"
 	stepControlPlane = "controlplane"
 	stepIntake       = "intake"
 	stepMemory       = "memory"
@@ -124,11 +126,16 @@ func measure(ctx context.Context, cfg *config, log io.Writer) error {
 		}
 		m.Steps = append(m.Steps, st)
 	}
-	st, err := measureMemory(ctx, cfg, log, bin)
-	if err != nil {
-		return fmt.Errorf("memory: %w", err)
+	for _, s := range []struct {
+		name  string
+		extra []string
+	}{{stepMemory, nil}, {stepMemoryGC, []string{"--gc-percent", "100"}}} {
+		st, err := measureMemory(ctx, cfg, log, bin, s.name, s.extra)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		m.Steps = append(m.Steps, st)
 	}
-	m.Steps = append(m.Steps, st)
 	m.WallSeconds = time.Since(began).Seconds()
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -144,8 +151,8 @@ const memorySessions = 2000
 // measureMemory runs the memory scenario cfg.runs times, each against a
 // fresh fake in its own process (so that only the orchestrator's side of
 // each session is measured), and merges the runs into one result.
-func measureMemory(ctx context.Context, cfg *config, log io.Writer, bin string) (step, error) {
-	st := step{Name: stepMemory, File: stepMemory + ".json"}
+func measureMemory(ctx context.Context, cfg *config, log io.Writer, bin, name string, extra []string) (step, error) {
+	st := step{Name: name, File: name + ".json"}
 	var raws []json.RawMessage
 	var loadtestArgs []string
 	err := timed(&st, func() error {
@@ -154,9 +161,9 @@ func measureMemory(ctx context.Context, cfg *config, log io.Writer, bin string) 
 			if err != nil {
 				return err
 			}
-			out := filepath.Join(bin, fmt.Sprintf("memory-%d.json", i))
-			loadtestArgs = []string{"--scenario", "memory", "--sessions", strconv.Itoa(memorySessions),
-				"--openobd-addr", fake.openobdAddr, "--partner-url", fake.partnerURL, "--log-level", "warn"}
+			out := filepath.Join(bin, fmt.Sprintf("%s-%d.json", name, i))
+			loadtestArgs = append([]string{"--scenario", "memory", "--sessions", strconv.Itoa(memorySessions),
+				"--openobd-addr", fake.openobdAddr, "--partner-url", fake.partnerURL, "--log-level", "warn"}, extra...)
 			err = command(ctx, log, filepath.Join(bin, "loadtest"), append(loadtestArgs, "--out", out)...)
 			fake.stop()
 			if err != nil {
@@ -176,7 +183,8 @@ func measureMemory(ctx context.Context, cfg *config, log io.Writer, bin string) 
 	st.Commands = []string{
 		fmt.Sprintf("# %d times, each with a fresh fake:", cfg.runs),
 		fmt.Sprintf("$BIN/fakeconnector --tickets %d --openobd-addr 127.0.0.1:17101 --partner-addr 127.0.0.1:17102 --log-level warn &", memorySessions),
-		fmt.Sprintf("$BIN/loadtest --scenario memory --sessions %d --openobd-addr 127.0.0.1:17101 --partner-url http://127.0.0.1:17102 --log-level warn --out memory-N.json", memorySessions),
+		fmt.Sprintf("$BIN/loadtest --scenario memory --sessions %d --openobd-addr 127.0.0.1:17101 --partner-url http://127.0.0.1:17102 --log-level warn%s --out %s-N.json",
+			memorySessions, strings.TrimRight(" "+strings.Join(extra, " "), " "), name),
 		"kill %1",
 	}
 	res, err := results.NewResult("memory", append([]string{"loadtest"}, loadtestArgs...), raws)
