@@ -119,8 +119,8 @@ func TestGenerate(t *testing.T) {
 		"### 200 sessions, one request every 10.0 ms each",
 		"$BIN/loadtest --scenario relay-rate",
 		"runs with a GC target of 400 %",
-		"grows to 5.00 times its live size",
-		"with a target of 100 %:",
+		"grows to 5 times its live size",
+		"with a target of 100 %.",
 		"| per idle READY session | median (range) | at 100 % |",
 		"| RSS, KiB | — | 31.0 (30.0–32.0) |",
 	} {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -126,7 +127,7 @@ func generate(cfg *config) error {
 		"gcTarget": func(r *results.Result) string { return gcpercent.Value(med(r, "gc_percent")).String() },
 		// heapGrowth is how many times its live size the heap grows to
 		// between collections at the run's GC target.
-		"heapGrowth": func(r *results.Result) string { return num(1 + med(r, "gc_percent")/100) },
+		"heapGrowth": func(r *results.Result) string { return strconv.FormatFloat(1+med(r, "gc_percent")/100, 'g', 3, 64) },
 	}).Parse(docTemplate)
 	if err != nil {
 		return err
