@@ -120,6 +120,9 @@ func TestEmbeddedRestartCompactedLog(t *testing.T) {
 		t.Fatalf("Close = %v", err)
 	}
 	srv = startEmbedded(t, dir)
+	if got := store.CatchUpEntries(srv); got != 1 {
+		t.Errorf("catch-up entries of the restarted member = %d, want 1", got)
+	}
 	for i := range n {
 		id := fmt.Sprintf("s%03d", i)
 		rec, err := a.Get(ctx, id)
