@@ -3,17 +3,16 @@ package orchestrator_test
 import (
 	"testing"
 
-	"go.opentelemetry.io/otel"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	orchestratorv1 "github.com/obdorch/obdorch/gen/orchestrator/v1"
+	"github.com/obdorch/obdorch/orchestrator"
 )
 
 // TestMetrics proves the core reports sessions by state and relayed
 // requests by outcome with their latency.
 func TestMetrics(t *testing.T) {
-	reader := globalMeterReader(t)
+	reader := orchestrator.GlobalMeterReader(t)
 
 	w := newWorld(t, worldOptions{tickets: 2})
 	r := w.startReplica("a", replicaOptions{})
@@ -78,7 +77,7 @@ func TestMetrics(t *testing.T) {
 // session, an intake pass queues nothing but itself, instead of one key per
 // ticket whose reconcile would find the session and stop.
 func TestIntakePassesSkipTicketsWithSessions(t *testing.T) {
-	reader := globalMeterReader(t)
+	reader := orchestrator.GlobalMeterReader(t)
 	adds := func() int64 {
 		t.Helper()
 		var rm metricdata.ResourceMetrics
@@ -113,19 +112,4 @@ func TestIntakePassesSkipTicketsWithSessions(t *testing.T) {
 	if got, most := a1-a0, int64(p1-p0+1)+tickets; got > most {
 		t.Errorf("%d keys queued during %d intake passes over %d tickets with sessions, want at most %d", got, p1-p0, tickets, most)
 	}
-}
-
-// globalMeterReader installs, for the test, a global meter provider whose
-// instruments it returns the reader of. Tests using it cannot run in
-// parallel.
-func globalMeterReader(t *testing.T) *sdkmetric.ManualReader {
-	reader := sdkmetric.NewManualReader()
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	prev := otel.GetMeterProvider()
-	otel.SetMeterProvider(provider)
-	t.Cleanup(func() {
-		otel.SetMeterProvider(prev)
-		_ = provider.Shutdown(t.Context())
-	})
-	return reader
 }

@@ -4,22 +4,13 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 // TestQueueMetrics proves the reconcile queue reports its depth, the keys
 // added and the retries scheduled, and stops reporting its depth once closed.
 func TestQueueMetrics(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	prev := otel.GetMeterProvider()
-	otel.SetMeterProvider(provider)
-	t.Cleanup(func() {
-		otel.SetMeterProvider(prev)
-		_ = provider.Shutdown(t.Context())
-	})
+	reader := GlobalMeterReader(t)
 	collect := func() map[string]int64 {
 		t.Helper()
 		var rm metricdata.ResourceMetrics
