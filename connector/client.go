@@ -195,18 +195,21 @@ func (c *Client) conn(endpoint string) (*grpc.ClientConn, error) {
 // stay in memory for every idle session.
 type withoutTokenStream struct{ stats.Handler }
 
-// untracedRPC marks the context of an RPC left out.
+// untracedRPC holds, in the context of every RPC, whether it is left out.
+// It is the outermost value of the contexts TagRPC returns, so HandleRPC,
+// called for every message of the relay's streams, finds it at once instead
+// of walking the whole context chain on a miss.
 type untracedRPC struct{}
 
 func (h withoutTokenStream) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
 	if info.FullMethodName == openobdv1.Session_OpenSessionTokenStream_FullMethodName {
 		return context.WithValue(ctx, untracedRPC{}, true)
 	}
-	return h.Handler.TagRPC(ctx, info)
+	return context.WithValue(h.Handler.TagRPC(ctx, info), untracedRPC{}, false)
 }
 
 func (h withoutTokenStream) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	if ctx.Value(untracedRPC{}) != nil {
+	if untraced, _ := ctx.Value(untracedRPC{}).(bool); untraced {
 		return
 	}
 	h.Handler.HandleRPC(ctx, rs)
