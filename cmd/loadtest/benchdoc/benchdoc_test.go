@@ -120,7 +120,7 @@ func TestGenerate(t *testing.T) {
 		"$BIN/loadtest --scenario relay-rate",
 		"runs with a GC target of 400 %",
 		"grows to 5 times its live size",
-		"with a target of 100 %.",
+		"with a target\nof 100 %.",
 		"| per idle READY session | median (range) | at 100 % |",
 		"| RSS, KiB | — | 31.0 (30.0–32.0) |",
 	} {

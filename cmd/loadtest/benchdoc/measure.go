@@ -61,10 +61,9 @@ const metaFile = "meta.json"
 const (
 	stepRelayPaced   = "relay-paced"
 	stepRelayUnpaced = "relay-unpaced"
-	// stepRelayRate runs the three relay paths at one rate near the
-	// orchestrated path's unpaced throughput: the CPU a request costs
-	// falls as the rate grows (gRPC batches more messages per write and
-	// per wake-up), so the unpaced step compares each path at its own rate.
+	// stepRelayRate runs the three relay paths at one rate each of them
+	// sustains: a path's CPU per request falls as its rate rises, and the
+	// unpaced step compares each path at its own rate.
 	stepRelayRate = "relay-rate"
 	// stepRelayGC is the paced relay again with Go's default GC target
 	// instead of the orchestrator's, to show what the target buys.
