@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
+	"github.com/obdorch/obdorch/connector/internal/pushstream"
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 )
 
@@ -92,6 +92,7 @@ type Client struct {
 	mu       sync.Mutex
 	closed   bool
 	conns    map[string]*grpc.ClientConn // by host:port
+	pushes   map[string]*pushstream.Pool // token streams, by host:port
 	sessions map[*Session]struct{}
 }
 
@@ -106,6 +107,7 @@ func New(cfg Config) (*Client, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		conns:    make(map[string]*grpc.ClientConn),
+		pushes:   make(map[string]*pushstream.Pool),
 		sessions: make(map[*Session]struct{}),
 	}
 	cc, err := c.conn(net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
@@ -134,12 +136,15 @@ func (c *Client) Close() error {
 	for s := range c.sessions {
 		sessions = append(sessions, s)
 	}
-	conns := c.conns
-	c.conns = nil
+	conns, pushes := c.conns, c.pushes
+	c.conns, c.pushes = nil, nil
 	c.mu.Unlock()
 
 	for _, s := range sessions {
 		s.Close()
+	}
+	for _, p := range pushes {
+		p.Close()
 	}
 	var errs []error
 	for addr, cc := range conns {
@@ -153,67 +158,65 @@ func (c *Client) Close() error {
 // conn returns the shared connection to endpoint ("host:port", or "host"
 // on the configured port), creating it on first use.
 func (c *Client) conn(endpoint string) (*grpc.ClientConn, error) {
+	cc, _, err := c.endpoint(endpoint)
+	return cc, err
+}
+
+// endpoint returns the shared gRPC connection to endpoint and the pool its
+// sessions' token streams use, creating them on first use.
+func (c *Client) endpoint(endpoint string) (*grpc.ClientConn, *pushstream.Pool, error) {
 	addr, err := splitEndpoint(endpoint, c.cfg.Port)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if cc, ok := c.conns[addr]; ok {
-		return cc, nil
+		return cc, c.pushes[addr], nil
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(c.transportCredentials()),
-		grpc.WithStatsHandler(withoutTokenStream{otelgrpc.NewClientHandler()}),
-		// Detect a dead connection under a long stream (the token stream is
-		// silent for two minutes). Five minutes is the least grpc servers
-		// accept by default; the openOBD policy is not published.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		// Detect a dead connection under a long stream. Five minutes is the
+		// least grpc servers accept by default; the openOBD policy is not
+		// published.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 		// Static flow-control windows: ISO-TP messages are small, and the
 		// dynamic window's bandwidth probe sends a ping for nearly every
 		// answer of a request/response exchange.
 		grpc.WithStaticStreamWindowSize(staticStreamWindow), grpc.WithStaticConnWindowSize(staticConnWindow),
+	}
+	if c.cfg.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(c.cfg.Dialer))
 	}
 	// No service-config retries: openOBD's UNAVAILABLE answers ("Resource
 	// already in use", "no free resources ... two minutes") need the
 	// caller's backoff, not an immediate replay.
 	cc, err := grpc.NewClient(addr, append(opts, c.cfg.DialOptions...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connector: connection to %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("connector: connection to %s: %w", addr, err)
 	}
-	c.conns[addr] = cc
-	return cc, nil
+	// The session-token streams stay open for as long as their sessions,
+	// silent for two minutes between tokens: they go over connections of
+	// their own, where an open stream costs no goroutine (see pushstream).
+	push := pushstream.NewPool(addr, pushstream.Options{
+		Credentials:      c.transportCredentials(),
+		Dial:             c.cfg.Dialer,
+		KeepaliveTime:    keepaliveTime,
+		KeepaliveTimeout: keepaliveTimeout,
+	})
+	c.conns[addr], c.pushes[addr] = cc, push
+	return cc, push, nil
 }
 
-// withoutTokenStream is a client stats handler (OpenTelemetry's) that
-// leaves out openSessionTokenStream: the stream lasts as long as its session,
-// so its span and call duration would say nothing, and what the handler
-// keeps for an RPC (span, context, a copy of the outgoing metadata) would
-// stay in memory for every idle session.
-type withoutTokenStream struct{ stats.Handler }
-
-// untracedRPC holds, in the context of every RPC, whether it is left out.
-// It is the outermost value of the contexts TagRPC returns, so HandleRPC,
-// called for every message of the relay's streams, finds it at once instead
-// of walking the whole context chain on a miss.
-type untracedRPC struct{}
-
-func (h withoutTokenStream) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	if info.FullMethodName == openobdv1.Session_OpenSessionTokenStream_FullMethodName {
-		return context.WithValue(ctx, untracedRPC{}, true)
-	}
-	return context.WithValue(h.Handler.TagRPC(ctx, info), untracedRPC{}, false)
-}
-
-func (h withoutTokenStream) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	if untraced, _ := ctx.Value(untracedRPC{}).(bool); untraced {
-		return
-	}
-	h.Handler.HandleRPC(ctx, rs)
-}
+// Keepalive of the openOBD connections.
+const (
+	keepaliveTime    = 5 * time.Minute
+	keepaliveTimeout = 20 * time.Second
+)
 
 // transportCredentials is TLS (1.2 or later, verified against RootCAs or
 // the system's roots) for every connection, whatever its port, unless the

@@ -703,13 +703,28 @@ func TestNoGoroutineLeftAfterSessionClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Connection goroutines of client and fake exist from here on.
-	before := goleak.IgnoreCurrent()
-
-	s, err := e.client.Attach(ctx, info)
+	tokens := make(chan struct{}, 1)
+	s, err := e.client.Attach(ctx, info, connector.OnToken(func(string, time.Time) {
+		select {
+		case tokens <- struct{}{}:
+		default:
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The first token is authenticate's; the second came on the token
+	// stream, so the connection that carries it is up on both sides.
+	for range 2 {
+		select {
+		case <-tokens:
+		case <-ctx.Done():
+			t.Fatal("no token from the token stream")
+		}
+	}
+	// Connection goroutines of client and fake, the token streams' one
+	// included, exist from here on; an idle session has none of its own.
+	before := goleak.IgnoreCurrent()
 	if err := s.ConfigureBus(ctx, obdCAN); err != nil {
 		t.Fatal(err)
 	}
@@ -782,9 +797,9 @@ func TestBufconnDialer(t *testing.T) {
 		Host:         "127.0.0.1",
 		Insecure:     true,
 		Logger:       slog.New(slog.DiscardHandler),
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+		Dialer: func(ctx context.Context, _ string) (net.Conn, error) {
 			return lis.DialContext(ctx)
-		})},
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

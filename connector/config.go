@@ -1,10 +1,12 @@
 package connector
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -77,9 +79,12 @@ type Config struct {
 
 	// Logger receives the client's logs. Default slog.Default().
 	Logger *slog.Logger
-	// DialOptions are appended to the client's own options for every
-	// connection, so they can replace the transport credentials or the
-	// dialer (tests pass a bufconn dialer).
+	// Dialer, when set, opens every connection to openOBD instead of a TCP
+	// dial (tests pass a bufconn dialer).
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// DialOptions are appended to the client's own options for every gRPC
+	// connection. The session-token streams do not use gRPC's client (see
+	// Session) and so ignore them; Dialer and the TLS settings apply to both.
 	DialOptions []grpc.DialOption
 	// Now is the clock used for token expiry. Default time.Now.
 	Now func() time.Time

@@ -11,8 +11,11 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/obdorch/obdorch/connector/internal/pushstream"
 	openobdv1 "github.com/obdorch/obdorch/gen/openobd/v1"
 )
 
@@ -44,8 +47,11 @@ func OnEnd(fn func(err error)) SessionOption {
 }
 
 // Session is an authenticated openOBD session. It keeps the session-token
-// stream open in a goroutine it owns (reopening it with backoff when it
-// breaks) and sends the newest token on every call.
+// stream open (reopening it with backoff when it breaks) and sends the
+// newest token on every call. The token stream is read by its connection's
+// goroutine, shared with the other sessions on the endpoint: an idle
+// session has no goroutine of its own; one runs only while it reopens a
+// broken token stream.
 //
 // A session ends when it is finished, interrupted or failed on the server,
 // or when it is closed; Done is closed then and Err says why. Close must be
@@ -59,6 +65,9 @@ type Session struct {
 	// cc serves the session's calls (see calls); an idle session keeps
 	// no client of each service.
 	cc *grpc.ClientConn
+	// push carries the token stream; feed receives it.
+	push *pushstream.Pool
+	feed tokenFeed
 
 	token atomic.Pointer[string]
 
@@ -71,7 +80,9 @@ type Session struct {
 	err     error // why the session ended; written before done is closed
 
 	mu        sync.Mutex
-	channels  map[*IsotpChannel]struct{} // nil until the first channel
+	channels  map[*IsotpChannel]struct{}  // nil until the first channel
+	tokens    *pushstream.Stream          // the open token stream, if any
+	reopen    *backoff.ExponentialBackOff // made at the token stream's first break
 	closeOnce sync.Once
 }
 
@@ -155,7 +166,7 @@ func (c *Client) Resume(ctx context.Context, info SessionInfo, token string, opt
 // its cancellation, and not its other values, which an idle session would
 // hold for as long as it lives.
 func (c *Client) newSession(ctx context.Context, info SessionInfo, opts []SessionOption) (*Session, error) {
-	cc, err := c.conn(info.GRPCEndpoint)
+	cc, push, err := c.endpoint(info.GRPCEndpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -169,16 +180,19 @@ func (c *Client) newSession(ctx context.Context, info SessionInfo, opts []Sessio
 		life = trace.ContextWithSpanContext(life, sc)
 	}
 	ctx, cancel := context.WithCancel(life)
-	return &Session{
+	s := &Session{
 		client:  c,
 		info:    info,
 		onToken: o.onToken,
 		onEnd:   o.onEnd,
 		cc:      cc,
+		push:    push,
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
-	}, nil
+	}
+	s.feed.s = s
+	return s, nil
 }
 
 // start registers s with the client and starts its token stream.
@@ -191,13 +205,9 @@ func (c *Client) start(s *Session) error {
 	}
 	c.sessions[s] = struct{}{}
 	c.mu.Unlock()
-	// The stream is opened here, on the caller's goroutine, so that the
-	// session's own goroutine only ever waits in Recv: opening a stream
-	// goes several times deeper into gRPC, and the stack that depth grows
-	// would stay with the idle session.
-	stream, err := s.openTokenStream()
-	s.wg.Add(1)
-	go s.runTokenStream(stream, err)
+	if err := s.openTokenStream(); err != nil {
+		s.tokenStreamBroken(err)
+	}
 	return nil
 }
 
@@ -255,13 +265,20 @@ func (s *Session) end(cause error) {
 	s.endOnce.Do(func() {
 		s.err = cause
 		close(s.done)
-		s.cancel()
+		// Cancelled under mu, so that a token stream's end either sees the
+		// session over or has registered its reopening goroutine.
 		s.mu.Lock()
+		s.cancel()
+		tokens := s.tokens
+		s.tokens = nil
 		channels := make([]*IsotpChannel, 0, len(s.channels))
 		for ch := range s.channels {
 			channels = append(channels, ch)
 		}
 		s.mu.Unlock()
+		if tokens != nil {
+			tokens.Close()
+		}
 		for _, ch := range channels {
 			ch.closeWith(cause)
 		}
@@ -391,24 +408,76 @@ func (s *Session) WatchConnectorInformation(ctx context.Context, fn func(*openob
 	return s.streamEnded(ctx, op, err)
 }
 
-// runTokenStream keeps openSessionTokenStream open while the session lives,
-// reopening it with jittered exponential backoff when it breaks. It is
-// given the stream that start opened, or the error opening it. It ends the
-// session when the server says the session is over.
-//
-// It is the one goroutine an idle session has (gRPC adds one of its own per
-// open stream), so it is kept lean: no context of its own per stream (the
-// stream ends with the session's context, or has ended when Recv fails), and
-// a plain loop around the backoff, which keeps its stack shallow while it
-// waits in Recv.
-func (s *Session) runTokenStream(stream tokenStream, err error) {
+// tokenFeed receives the session's token stream on its connection's
+// reader goroutine.
+type tokenFeed struct{ s *Session }
+
+// Message stores a delivered token and resets the reopening backoff.
+func (f *tokenFeed) Message(msg []byte) {
+	s := f.s
+	var tok openobdv1.SessionToken
+	if err := proto.Unmarshal(msg, &tok); err != nil {
+		s.logger().Warn("session token stream sent a malformed message", slog.String("error", err.Error()))
+		return
+	}
+	if tok.GetValue() == "" {
+		return
+	}
+	s.setToken(tok.GetValue())
+	s.mu.Lock()
+	if s.reopen != nil {
+		s.reopen.Reset()
+	}
+	s.mu.Unlock()
+	if s.client.log.Enabled(s.ctx, slog.LevelDebug) {
+		s.logger().Debug("session token received")
+	}
+}
+
+// End hands a broken token stream to a goroutine that reopens it.
+func (f *tokenFeed) End(err error) { f.s.tokenStreamBroken(err) }
+
+// openTokenStream opens openSessionTokenStream for the session's life,
+// with the newest token.
+func (s *Session) openTokenStream() error {
+	st, err := s.push.Open(s.ctx, openobdv1.Session_OpenSessionTokenStream_FullMethodName,
+		[]hpack.HeaderField{{Name: "authorization", Value: "Bearer " + s.Token(), Sensitive: true}}, nil, &s.feed)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.ctx.Err() != nil { // the session ended meanwhile
+		s.mu.Unlock()
+		st.Close()
+		return nil
+	}
+	s.tokens = st
+	s.mu.Unlock()
+	return nil
+}
+
+// tokenStreamBroken starts the goroutine that reopens the token stream,
+// unless the session is over.
+func (s *Session) tokenStreamBroken(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.tokens = nil
+	s.wg.Add(1)
+	go s.reopenTokenStream(err)
+}
+
+// reopenTokenStream reopens a broken token stream with jittered
+// exponential backoff while the session lives; err is why it broke (or
+// failed to open). It ends the session when the server says the session is
+// over. It returns once a stream is open again: the stream's own end
+// starts another one.
+func (s *Session) reopenTokenStream(err error) {
 	defer s.wg.Done()
 	const op = "openSessionTokenStream"
-	var b *backoff.ExponentialBackOff // made at the first break
 	for {
-		if err == nil {
-			err = s.readTokens(stream, b)
-		}
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -418,15 +487,7 @@ func (s *Session) runTokenStream(stream tokenStream, err error) {
 			}
 			return
 		}
-		if b == nil {
-			cfg := s.client.cfg
-			b = backoff.NewExponentialBackOff(
-				backoff.WithInitialInterval(cfg.ReconnectInitial),
-				backoff.WithMaxInterval(cfg.ReconnectMax),
-				backoff.WithMaxElapsedTime(0), // retry while the session lives
-			)
-		}
-		wait := b.NextBackOff()
+		wait := s.nextReopen()
 		s.logger().Warn("session token stream broken, reopening",
 			slog.String("error", err.Error()), slog.Duration("retry_in", wait))
 		t := time.NewTimer(wait)
@@ -436,38 +497,26 @@ func (s *Session) runTokenStream(stream tokenStream, err error) {
 			return
 		case <-t.C:
 		}
-		stream, err = s.openTokenStream()
+		if err = s.openTokenStream(); err == nil {
+			return
+		}
 	}
 }
 
-// tokenStream is an open openSessionTokenStream.
-type tokenStream = grpc.ServerStreamingClient[openobdv1.SessionToken]
-
-// openTokenStream opens the token stream for the session's life.
-func (s *Session) openTokenStream() (tokenStream, error) {
-	return s.session().OpenSessionTokenStream(s.outgoing(s.ctx), &openobdv1.EmptyMessage{})
-}
-
-// readTokens stores every token the stream delivers until the stream
-// breaks. A delivered token resets the backoff (nil before any break). It
-// returns only once Recv failed, when gRPC has released the stream.
-func (s *Session) readTokens(stream tokenStream, b *backoff.ExponentialBackOff) error {
-	for {
-		tok, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		if tok.GetValue() == "" {
-			continue
-		}
-		s.setToken(tok.GetValue())
-		if b != nil {
-			b.Reset()
-		}
-		if s.client.log.Enabled(s.ctx, slog.LevelDebug) {
-			s.logger().Debug("session token received")
-		}
+// nextReopen is the wait before the next attempt to reopen the token
+// stream.
+func (s *Session) nextReopen() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reopen == nil {
+		cfg := s.client.cfg
+		s.reopen = backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(cfg.ReconnectInitial),
+			backoff.WithMaxInterval(cfg.ReconnectMax),
+			backoff.WithMaxElapsedTime(0), // retry while the session lives
+		)
 	}
+	return s.reopen.NextBackOff()
 }
 
 // streamEnded classifies the end of one of the session's streams. Any end
