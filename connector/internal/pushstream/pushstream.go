@@ -40,8 +40,8 @@ import (
 )
 
 // Handler receives the responses and the end of one call. Its methods are
-// called on the connection's reader goroutine, one at a time: they must
-// return quickly and must not call the Pool or the Stream.
+// called on the connection's reader goroutine, one at a time and in order:
+// they must return quickly and must not call the Pool or the Stream.
 type Handler interface {
 	// Message is called with each response message; msg is valid only
 	// during the call.
@@ -488,6 +488,7 @@ func (c *conn) readLoop() {
 				continue
 			}
 			c.fail(status.Errorf(codes.Unavailable, "pushstream: connection to %s lost: %v", c.p.addr, err))
+			c.endAll()
 			return
 		}
 		c.lastRead.Store(time.Now().UnixNano())
@@ -656,8 +657,9 @@ func (c *conn) closeIfDrained() {
 	}
 }
 
-// fail closes the connection and ends its streams with err; only the first
-// call counts.
+// fail records err as why the connection failed and closes it; only the
+// first call counts. The reader, whose next read fails then, ends the
+// streams with err (endAll), so that handlers hear everything from it.
 func (c *conn) fail(err error) {
 	c.mu.Lock()
 	if c.err != nil {
@@ -665,14 +667,20 @@ func (c *conn) fail(err error) {
 		return
 	}
 	c.err = err
-	streams := c.streams
-	c.streams = nil
 	if c.keepalive != nil {
 		c.keepalive.Stop()
 	}
 	c.mu.Unlock()
 	c.p.remove(c, true)
 	c.nc.Close()
+}
+
+// endAll ends the streams of a failed connection with its error.
+func (c *conn) endAll() {
+	c.mu.Lock()
+	streams, err := c.streams, c.err
+	c.streams = nil
+	c.mu.Unlock()
 	for _, s := range streams {
 		s.h.End(err)
 	}
@@ -726,9 +734,9 @@ type Stream struct {
 	unacked    uint32
 }
 
-// Close cancels the call (RST_STREAM CANCEL) if it is still open; its
-// handler is not called after Close returns, except for a callback already
-// under way.
+// Close cancels the call (RST_STREAM CANCEL) if it is still open. The
+// handler's End is not called after Close; a Message the reader has
+// started to hand over may still arrive.
 func (s *Stream) Close() {
 	c := s.c
 	c.mu.Lock()
