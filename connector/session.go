@@ -70,6 +70,9 @@ type Session struct {
 	feed tokenFeed
 
 	token atomic.Pointer[string]
+	// finishing is set while Finish's call runs: the server ends the token
+	// stream when it finishes the session, which is no reason to warn.
+	finishing atomic.Bool
 
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
@@ -339,11 +342,13 @@ func (s *Session) call(ctx context.Context, op string, fn func(ctx context.Conte
 // Finish ends the session gracefully with result (which must hold at least
 // one Result). The session is over afterwards; Close it.
 func (s *Session) Finish(ctx context.Context, result ServiceResult) error {
+	s.finishing.Store(true)
 	err := s.call(ctx, "finish", func(ctx context.Context) error {
 		_, err := s.session().Finish(ctx, result.wire())
 		return err
 	})
 	if err != nil {
+		s.finishing.Store(false)
 		return err
 	}
 	s.end(&Error{Kind: KindInterrupted, Op: "finish", Message: "session finished", State: StateFinished})
@@ -488,8 +493,11 @@ func (s *Session) reopenTokenStream(err error) {
 			return
 		}
 		wait := s.nextReopen()
-		s.logger().Warn("session token stream broken, reopening",
-			slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+		level, msg := slog.LevelWarn, "session token stream broken, reopening"
+		if s.finishing.Load() {
+			level, msg = slog.LevelDebug, "session token stream ended while the session finishes"
+		}
+		s.logger().Log(s.ctx, level, msg, slog.String("error", err.Error()), slog.Duration("retry_in", wait))
 		t := time.NewTimer(wait)
 		select {
 		case <-s.ctx.Done():
