@@ -207,6 +207,7 @@ func (c *Client) endpoint(endpoint string) (*grpc.ClientConn, *pushstream.Pool, 
 		Dial:             c.cfg.Dialer,
 		KeepaliveTime:    keepaliveTime,
 		KeepaliveTimeout: keepaliveTimeout,
+		UserAgent:        "obdorch-connector (token streams)",
 	})
 	c.conns[addr], c.pushes[addr] = cc, push
 	return cc, push, nil

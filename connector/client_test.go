@@ -700,6 +700,51 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 	}
 }
 
+// TestIdleSessionHasNoGoroutine: once the endpoint's connections are up,
+// attaching another session and receiving its tokens starts no goroutine:
+// its token stream is read by the connection's reader.
+func TestIdleSessionHasNoGoroutine(t *testing.T) {
+	e := newEnv(t, func(fo *fake.Options, _ *connector.Config) {
+		fo.TokenRotation = 20 * time.Millisecond
+	})
+	ctx := testContext(t)
+	attach := func(ticket string) *connector.Session {
+		t.Helper()
+		info, err := e.client.StartSessionOnTicket(ctx, ticket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens := make(chan struct{}, 1)
+		s, err := e.client.Attach(ctx, info, connector.OnToken(func(string, time.Time) {
+			select {
+			case tokens <- struct{}{}:
+			default:
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		// authenticate's token, then two from the token stream.
+		for range 3 {
+			select {
+			case <-tokens:
+			case <-ctx.Done():
+				t.Fatal("no token from the token stream")
+			}
+		}
+		return s
+	}
+	attach(ticketNumber) // brings the endpoint's connections up
+	before := goleak.IgnoreCurrent()
+	attach(ticket2Number)
+	// The in-process fake serves each open stream on a goroutine of its own:
+	// that is the server's side, not the session's.
+	if err := goleak.Find(before, goleak.IgnoreAnyFunction("google.golang.org/grpc.(*Server).handleStream")); err != nil {
+		t.Errorf("an idle session has goroutines of its own: %v", err)
+	}
+}
+
 func TestNoGoroutineLeftAfterSessionClose(t *testing.T) {
 	e := newEnv(t, func(fo *fake.Options, _ *connector.Config) {
 		fo.TokenRotation = 20 * time.Millisecond
