@@ -55,35 +55,44 @@ func (r *recorder) End(err error) {
 	}
 }
 
-func (r *recorder) next(t *testing.T) string {
+// event waits for what the handler hears next: a message, or the end
+// (ended true). Messages come before the end, so they are taken first.
+func (r *recorder) event(t *testing.T) (msg string, err error, ended bool) {
 	t.Helper()
-	select { // messages come before the end: take them first
+	select {
 	case m := <-r.msgs:
-		return m
+		return m, nil, false
 	default:
 	}
 	select {
 	case m := <-r.msgs:
-		return m
+		return m, nil, false
 	case err := <-r.end:
-		t.Fatalf("stream ended (%v), want a message", err)
+		return "", err, true
 	case <-time.After(10 * time.Second):
-		t.Fatal("no message")
+		t.Fatal("the handler heard nothing")
 	}
-	return ""
+	return "", nil, false
 }
 
+// next returns the next message; the end instead fails the test.
+func (r *recorder) next(t *testing.T) string {
+	t.Helper()
+	m, err, ended := r.event(t)
+	if ended {
+		t.Fatalf("stream ended (%v), want a message", err)
+	}
+	return m
+}
+
+// ended returns how the stream ended; a message instead fails the test.
 func (r *recorder) ended(t *testing.T) error {
 	t.Helper()
-	select {
-	case err := <-r.end:
-		return err
-	case m := <-r.msgs:
+	m, err, ended := r.event(t)
+	if !ended {
 		t.Fatalf("message %q, want the end of the stream", m)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stream did not end")
 	}
-	return nil
+	return err
 }
 
 // tokenServer is openOBD's token stream as a test steers it: it sends the
