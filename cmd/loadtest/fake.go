@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -87,18 +88,21 @@ func (f *fakeWorld) close() {
 }
 
 // target is what a direct session starts on: a ticket or a free connector.
-type target struct{ ticket, connector string }
+// endpoint, when set, replaces the session's openOBD endpoint (the bare
+// proxy's address).
+type target struct{ ticket, connector, endpoint string }
 
 // directTargets returns n targets for direct sessions: the tickets set
-// aside in-process, or free connectors of a running fake (cmd/fakeconnector
-// seeds tickets/4+1 of them).
-func (f *fakeWorld) directTargets(ctx context.Context, n int) ([]target, error) {
+// aside in-process from the skip-th on, or free connectors of a running fake
+// (cmd/fakeconnector seeds tickets/4+1 of them; those of finished sessions
+// are free again, so skip does not apply).
+func (f *fakeWorld) directTargets(ctx context.Context, skip, n int) ([]target, error) {
 	if f.jf != nil {
-		if len(f.held) < n {
-			return nil, fmt.Errorf("only %d tickets set aside for %d direct sessions", len(f.held), n)
+		if len(f.held) < skip+n {
+			return nil, fmt.Errorf("only %d tickets set aside for %d direct sessions", len(f.held), skip+n)
 		}
 		out := make([]target, n)
-		for i, id := range f.held[:n] {
+		for i, id := range f.held[skip : skip+n] {
 			out[i] = target{ticket: id}
 		}
 		return out, nil
@@ -126,14 +130,32 @@ func (f *fakeWorld) directTargets(ctx context.Context, n int) ([]target, error) 
 
 // openOBDClient returns a new openOBD client for the fake.
 func (f *fakeWorld) openOBDClient(log *slog.Logger) (*connector.Client, error) {
-	host, port, err := splitHostPort(f.openobdAddr)
+	return f.openOBDClientAt(log, f.openobdAddr, f.roots == nil)
+}
+
+// openOBDClientAt is openOBDClient on another address (the bare proxy's).
+func (f *fakeWorld) openOBDClientAt(log *slog.Logger, addr string, plaintext bool) (*connector.Client, error) {
+	host, port, err := splitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	return connector.New(connector.Config{
+	cfg := connector.Config{
 		ClientID: f.clientID, ClientSecret: f.clientSecret, Host: host, Port: port,
-		Insecure: f.roots == nil, RootCAs: f.roots, Logger: log,
-	})
+		Insecure: plaintext, Logger: log,
+	}
+	if !plaintext {
+		cfg.RootCAs = f.roots
+	}
+	return connector.New(cfg)
+}
+
+// tlsConfig is what a client of the fake's openOBD endpoint verifies it
+// with; nil for plaintext.
+func (f *fakeWorld) tlsConfig() *tls.Config {
+	if f.roots == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: f.roots, MinVersion: tls.VersionTLS12}
 }
 
 func (f *fakeWorld) partnerClient(log *slog.Logger) (*partner.Client, error) {

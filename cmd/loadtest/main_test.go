@@ -38,7 +38,7 @@ var wantKeys = map[string][]string{
 		"direct_p50_ms", "direct_p99_ms", "orchestrated_p50_ms", "orchestrated_p99_ms",
 		"direct_rps", "orchestrated_rps", "throughput_ratio", "bare_hop_p50_ms", "lost",
 		"added_p50_ms", "added_p99_ms", "sessions", "interval_ms", "duration_s", "targets",
-		"added_cpu_over_bare_hop", "curves",
+		"added_cpu_over_bare_hop", "curves", "bare_proxy_rps", "bare_proxy_throughput_ratio", "bare_proxy_added_cpu_over_bare_hop",
 	},
 	"intake": {"intake_seconds", "partner_requests", "openobd_calls", "tickets", "store_writes_per_session", "lost", "targets"},
 	"memory": {"rss_per_session_kib", "goroutines_per_session", "direct_rss_per_session_kib", "sessions", "lost", "targets"},

@@ -165,7 +165,7 @@ func (r *runner) runMemory(ctx context.Context) (*memoryResult, error) {
 // openIdle opens n authenticated, configured sessions on the fake's
 // set-aside tickets, without ISO-TP channels: idle like READY sessions.
 func openIdle(ctx context.Context, fw *fakeWorld, oc *connector.Client, n int) ([]*directSession, error) {
-	targets, err := fw.directTargets(ctx, n)
+	targets, err := fw.directTargets(ctx, 0, n)
 	if err != nil {
 		return nil, err
 	}

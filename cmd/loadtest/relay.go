@@ -92,6 +92,13 @@ type relayResult struct {
 	BareHopLost             uint64  `json:"bare_hop_lost"`
 	BareHopCPUPerReqUS      float64 `json:"bare_hop_cpu_us_per_request"`
 	BareHopAllocKiB         float64 `json:"bare_hop_alloc_kib_per_request"`
+	BareProxyP50MS          float64 `json:"bare_proxy_p50_ms"`
+	BareProxyP99MS          float64 `json:"bare_proxy_p99_ms"`
+	BareProxyMaxMS          float64 `json:"bare_proxy_max_ms"`
+	BareProxyRPS            float64 `json:"bare_proxy_rps"`
+	BareProxyLost           uint64  `json:"bare_proxy_lost"`
+	BareProxyCPUPerReqUS    float64 `json:"bare_proxy_cpu_us_per_request"`
+	BareProxyAllocKiB       float64 `json:"bare_proxy_alloc_kib_per_request"`
 
 	AddedP50MS float64 `json:"added_p50_ms"`
 	AddedP99MS float64 `json:"added_p99_ms"`
@@ -102,10 +109,16 @@ type relayResult struct {
 	// AddedCPUOverBareHop is the CPU an orchestrated request costs beyond
 	// a direct one, in bare hops: (orchestrated - direct) / bare hop.
 	AddedCPUOverBareHop float64 `json:"added_cpu_over_bare_hop"`
+	// The same three figures for the bare proxy in place of the
+	// orchestrator: what one more gRPC hop costs with no work of its own,
+	// the floor under the orchestrator's. They carry no targets.
+	BareProxyAddedP99MS          float64 `json:"bare_proxy_added_p99_ms"`
+	BareProxyThroughputRatio     float64 `json:"bare_proxy_throughput_ratio"`
+	BareProxyAddedCPUOverBareHop float64 `json:"bare_proxy_added_cpu_over_bare_hop"`
 	// Curves are the latency distributions of the three paths: the
 	// latency in ms at each percentile of Percentiles.
 	Curves latencyCurves `json:"curves"`
-	// Lost is the sum of the three paths' losses.
+	// Lost is the sum of the four paths' losses.
 	Lost uint64 `json:"lost"`
 	// AcquireSeconds is how long acquiring the sessions took.
 	AcquireSeconds float64       `json:"acquire_s"`
@@ -161,6 +174,7 @@ func (r *relayResult) printTable(w io.Writer) {
 		{"direct", r.DirectP50MS, r.DirectP99MS, r.DirectMaxMS, r.DirectRPS, r.DirectCPUPerReqUS, r.DirectAllocKiB, r.DirectLost},
 		{"orchestrated", r.OrchestratedP50MS, r.OrchestratedP99MS, r.OrchestratedMaxMS, r.OrchestratedRPS, r.OrchestratedCPUPerReqUS, r.OrchestratedAllocKiB, r.OrchestratedLost},
 		{"bare hop", r.BareHopP50MS, r.BareHopP99MS, r.BareHopMaxMS, r.BareHopRPS, r.BareHopCPUPerReqUS, r.BareHopAllocKiB, r.BareHopLost},
+		{"bare proxy", r.BareProxyP50MS, r.BareProxyP99MS, r.BareProxyMaxMS, r.BareProxyRPS, r.BareProxyCPUPerReqUS, r.BareProxyAllocKiB, r.BareProxyLost},
 	} {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", p.name, num(p.p50), num(p.p99), num(p.max), num(p.rps), num(p.cpu), num(p.alloc), p.lost)
 	}
@@ -168,16 +182,18 @@ func (r *relayResult) printTable(w io.Writer) {
 	fmt.Fprintf(w, "\nadded by the orchestrator: p50 %s ms, p99 %s ms; added p50 / bare hop p50 = %s; throughput orchestrated/direct = %s\n",
 		num(r.AddedP50MS), num(r.AddedP99MS), num(r.AddedP50OverBareHop), num(r.ThroughputRatio))
 	fmt.Fprintf(w, "CPU per request beyond direct: %s bare hops\n", num(r.AddedCPUOverBareHop))
+	fmt.Fprintf(w, "the bare proxy in the orchestrator's place (no targets): p99 added %s ms, throughput %s x direct, CPU beyond direct %s bare hops\n",
+		num(r.BareProxyAddedP99MS), num(r.BareProxyThroughputRatio), num(r.BareProxyAddedCPUOverBareHop))
 	fmt.Fprintf(w, "%d sessions acquired in %s s\n", r.Sessions, num(r.AcquireSeconds))
 	printTargets(w, r.Targets)
 }
 
 // runRelay compares a runner's UDS round trips direct to the fake, through
-// the orchestrator and over a bare gRPC hop, each phase alone on fresh
-// sessions.
+// the bare proxy, through the orchestrator and over a bare gRPC hop, each
+// phase alone on fresh sessions.
 func (r *runner) runRelay(ctx context.Context) (*relayResult, error) {
 	cfg, n := r.cfg, r.cfg.sessions
-	fw, err := r.startFake(n, n)
+	fw, err := r.startFake(n, 2*n) // direct sessions for the direct and bare proxy paths
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +223,11 @@ func (r *runner) runRelay(ctx context.Context) (*relayResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("direct path: %w", err)
 	}
+	r.log.Info("bare proxy phase", "sessions", n)
+	proxied, err := r.bareProxyPhase(ctx, fw, n, spec)
+	if err != nil {
+		return nil, fmt.Errorf("bare proxy: %w", err)
+	}
 	r.log.Info("orchestrated phase", "sessions", n)
 	orchestrated, acquire, err := r.orchestratedPhase(ctx, orch, n, spec)
 	if err != nil {
@@ -227,6 +248,12 @@ func (r *runner) runRelay(ctx context.Context) (*relayResult, error) {
 	res.OrchestratedP50MS, res.OrchestratedP99MS, res.OrchestratedMaxMS, res.OrchestratedRPS, res.OrchestratedLost, res.OrchestratedCPUPerReqUS = o.P50MS, o.P99MS, o.MaxMS, o.RPS, o.Lost, o.CPUPerRequestUS
 	res.BareHopP50MS, res.BareHopP99MS, res.BareHopMaxMS, res.BareHopRPS, res.BareHopLost, res.BareHopCPUPerReqUS = b.P50MS, b.P99MS, b.MaxMS, b.RPS, b.Lost, b.CPUPerRequestUS
 	res.DirectAllocKiB, res.OrchestratedAllocKiB, res.BareHopAllocKiB = d.AllocPerRequestKiB, o.AllocPerRequestKiB, b.AllocPerRequestKiB
+	p := newPathResult(proxied)
+	res.BareProxyP50MS, res.BareProxyP99MS, res.BareProxyMaxMS, res.BareProxyRPS, res.BareProxyLost = p.P50MS, p.P99MS, p.MaxMS, p.RPS, p.Lost
+	res.BareProxyCPUPerReqUS, res.BareProxyAllocKiB = p.CPUPerRequestUS, p.AllocPerRequestKiB
+	res.BareProxyAddedP99MS = p.P99MS - d.P99MS
+	res.BareProxyThroughputRatio = ratio(p.RPS, d.RPS)
+	res.BareProxyAddedCPUOverBareHop = ratio(p.CPUPerRequestUS-d.CPUPerRequestUS, b.CPUPerRequestUS)
 	res.AddedP50MS = o.P50MS - d.P50MS
 	res.AddedP99MS = o.P99MS - d.P99MS
 	res.AddedP50OverBareHop = ratio(res.AddedP50MS, b.P50MS)
@@ -238,7 +265,7 @@ func (r *runner) runRelay(ctx context.Context) (*relayResult, error) {
 		Orchestrated: curve(&orchestrated.hist),
 		BareHop:      curve(&bare.hist),
 	}
-	res.Lost = d.Lost + o.Lost + b.Lost
+	res.Lost = d.Lost + o.Lost + b.Lost + p.Lost
 	res.AcquireSeconds = acquire.Seconds()
 	return res, nil
 }
@@ -264,7 +291,7 @@ func (d *directSession) exchange(ctx context.Context) error {
 // the orchestrator would (start, authenticate, configure can0, open the
 // engine channel), drives them, and finishes them.
 func (r *runner) directPhase(ctx context.Context, fw *fakeWorld, n int, spec loadSpec) (*loadResult, error) {
-	targets, err := fw.directTargets(ctx, n)
+	targets, err := fw.directTargets(ctx, 0, n)
 	if err != nil {
 		return nil, err
 	}
@@ -273,9 +300,39 @@ func (r *runner) directPhase(ctx context.Context, fw *fakeWorld, n int, spec loa
 		return nil, err
 	}
 	defer oc.Close()
+	return r.driveDirect(ctx, oc, targets, "direct", spec)
+}
+
+// bareProxyPhase is the direct phase through the bare proxy, on other
+// sessions.
+func (r *runner) bareProxyPhase(ctx context.Context, fw *fakeWorld, n int, spec loadSpec) (*loadResult, error) {
+	targets, err := fw.directTargets(ctx, n, n)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProxy(fw.openobdAddr, fw.tlsConfig())
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	for i := range targets {
+		targets[i].endpoint = p.addr
+	}
+	oc, err := fw.openOBDClientAt(r.clog.With("component", "proxied-runner"), p.addr, true)
+	if err != nil {
+		return nil, err
+	}
+	defer oc.Close()
+	return r.driveDirect(ctx, oc, targets, "bare proxy", spec)
+}
+
+// driveDirect opens a session on each target with oc, drives them as the
+// phase and finishes them.
+func (r *runner) driveDirect(ctx context.Context, oc *connector.Client, targets []target, phase string, spec loadSpec) (*loadResult, error) {
+	n := len(targets)
 	sessions := make([]*directSession, n)
 	defer closeDirect(sessions, r.log)
-	err = parallel(n, setupWidth, func(i int) error {
+	err := parallel(n, setupWidth, func(i int) error {
 		s, err := openDirect(ctx, oc, targets[i], true)
 		sessions[i] = s
 		return err
@@ -287,7 +344,7 @@ func (r *runner) directPhase(ctx context.Context, fw *fakeWorld, n int, spec loa
 	for i, s := range sessions {
 		exs[i] = s
 	}
-	return r.load(ctx, "relay", "direct", exs, spec), nil
+	return r.load(ctx, "relay", phase, exs, spec), nil
 }
 
 // openDirect starts a session on t, attaches it and configures can0; with
@@ -304,6 +361,9 @@ func openDirect(ctx context.Context, oc *connector.Client, t target, channel boo
 	}
 	if err != nil {
 		return nil, err
+	}
+	if t.endpoint != "" {
+		info.GRPCEndpoint = t.endpoint
 	}
 	sess, err := oc.Attach(ctx, info)
 	if err != nil {

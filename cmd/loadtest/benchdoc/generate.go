@@ -113,6 +113,7 @@ func generate(cfg *config) error {
 	}
 	t, err := template.New("doc").Funcs(template.FuncMap{
 		"fig":      fig,
+		"has":      func(r *results.Result, key string) bool { _, ok := r.Summary.Figures[key]; return ok },
 		"med":      med,
 		"num":      num,
 		"short":    func(s string) string { return s[:min(len(s), 12)] },
