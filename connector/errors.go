@@ -91,6 +91,10 @@ var (
 	// error also wraps the cause (errors.Is(err, ErrInterrupted) when the
 	// session was interrupted, ErrClosed when the caller closed it).
 	ErrChannelClosed = errors.New("connector: channel closed")
+	// ErrNotSent is also wrapped when a channel's stream had ended before
+	// the request was written: it reached neither openOBD nor the ECU, so
+	// sending it again on a new channel is safe whatever the service.
+	ErrNotSent = errors.New("connector: not sent")
 	// ErrClosed is returned after Close of a Client, Session or channel.
 	ErrClosed = errors.New("connector: closed")
 )

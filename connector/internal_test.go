@@ -344,6 +344,9 @@ type memStream struct {
 	recv chan *openobdv1.IsotpMessage
 	// sending, if set, gets a value when a Send begins.
 	sending chan struct{}
+	// ended, once closed, is the server's end of the stream: Send returns
+	// io.EOF, Recv what is left on recv, then UNAVAILABLE.
+	ended chan struct{}
 }
 
 func (m *memStream) Context() context.Context { return m.ctx }
@@ -351,6 +354,11 @@ func (m *memStream) Context() context.Context { return m.ctx }
 func (m *memStream) Send(msg *openobdv1.IsotpMessage) error {
 	if m.sending != nil {
 		m.sending <- struct{}{}
+	}
+	select {
+	case <-m.ended:
+		return io.EOF
+	default:
 	}
 	select {
 	case m.sent <- msg:
@@ -367,6 +375,13 @@ func (m *memStream) Recv() (*openobdv1.IsotpMessage, error) {
 			return nil, status.Error(codes.Unavailable, "stream broken")
 		}
 		return msg, nil
+	case <-m.ended:
+		select {
+		case msg := <-m.recv:
+			return msg, nil
+		default:
+			return nil, status.Error(codes.Unavailable, "stream ended")
+		}
 	case <-m.ctx.Done():
 		return nil, status.FromContextError(m.ctx.Err()).Err()
 	}
@@ -375,7 +390,7 @@ func (m *memStream) Recv() (*openobdv1.IsotpMessage, error) {
 // newMemChannel returns a channel over a memStream, closed at the end of t.
 func newMemChannel(t testing.TB, cfg Config) (*IsotpChannel, *memStream) {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &memStream{ctx: ctx, sent: make(chan *openobdv1.IsotpMessage), recv: make(chan *openobdv1.IsotpMessage, 16)}
+	m := &memStream{ctx: ctx, sent: make(chan *openobdv1.IsotpMessage), recv: make(chan *openobdv1.IsotpMessage, 16), ended: make(chan struct{})}
 	cfg.ClientID, cfg.ClientSecret = "id", "secret"
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	ch := &openobdv1.IsotpChannel{BusName: "bus0", RequestId: 0x7E0, ResponseId: 0x7E8}
@@ -402,13 +417,13 @@ func TestRequestDropsStrays(t *testing.T) {
 	c, m := newMemChannel(t, Config{})
 	go serve(m, func(req string) []string {
 		return []string{
-			"5003",       // answer to another service
-			"7F1031",     // negative answer to another service
-			"7F223100",   // malformed negative answer
-			"ZZ",         // not hexadecimal
-			"",           // channel control
-			"62f19057",   // the answer, in lower case
-			"62F190FFFF", // a duplicate, stray for the next request
+			"5003",     // answer to another service
+			"7F1031",   // negative answer to another service
+			"7F223100", // malformed negative answer
+			"ZZ",       // not hexadecimal
+			"",         // channel control
+			"62f19057", // the answer, in lower case
+			"7F3E12",   // unsolicited, read by the next request
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -420,14 +435,14 @@ func TestRequestDropsStrays(t *testing.T) {
 	if got := c.Strays(); got != 4 {
 		t.Errorf("Strays() = %d, want 4", got)
 	}
-	// The duplicate waits in the buffer and must not answer the next request.
-	time.Sleep(10 * time.Millisecond)
+	// The next request reads the message left over and drops it, then its
+	// own strays.
 	resp, err = c.Request(ctx, []byte{0x22, 0xF1, 0x90})
 	if err != nil || encodeHex(resp) != "62F19057" {
 		t.Fatalf("second Request(22F190) = % X, %v; want 62 F1 90 57", resp, err)
 	}
-	if got := c.Strays(); got < 5 {
-		t.Errorf("Strays() = %d, want at least 5", got)
+	if got := c.Strays(); got != 9 {
+		t.Errorf("Strays() = %d, want 9", got)
 	}
 }
 
@@ -481,13 +496,9 @@ func TestRequestResponsePendingRestartsP2Star(t *testing.T) {
 }
 
 func TestRequestTimeout(t *testing.T) {
-	c, m := newMemChannel(t, Config{ResponseTimeout: 30 * time.Millisecond, P2Star: 30 * time.Millisecond})
-	go serve(m, func(req string) []string {
-		if req == "3101FF00" {
-			return []string{"7F3178"}
-		}
-		return nil
-	})
+	cfg := Config{ResponseTimeout: 30 * time.Millisecond, P2Star: 30 * time.Millisecond}
+	c, m := newMemChannel(t, cfg)
+	go serve(m, func(string) []string { return nil })
 	_, err := c.Request(context.Background(), []byte{0x22, 0xF1, 0x90})
 	var te *TimeoutError
 	if !errors.Is(err, ErrTimeout) || !errors.As(err, &te) || te.Pending || encodeHex(te.Request) != "22F190" {
@@ -496,17 +507,38 @@ func TestRequestTimeout(t *testing.T) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Request() error %v wraps DeadlineExceeded though ctx has no deadline", err)
 	}
+	// The request stopped waiting: the channel is closed, so that a late
+	// answer cannot be taken for the next request's.
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done() not closed after a request timed out")
+	}
+	_, err = c.Request(context.Background(), []byte{0x22, 0xF1, 0x90})
+	if !errors.Is(err, ErrChannelClosed) || !errors.Is(err, errGaveUp) || KindOf(err) != KindRetryable {
+		t.Errorf("Request() after a timeout = %v, want ErrChannelClosed of KindRetryable", err)
+	}
+
+	c, m = newMemChannel(t, cfg)
+	go serve(m, func(string) []string { return []string{"7F3178"} })
 	_, err = c.Request(context.Background(), []byte{0x31, 0x01, 0xFF, 0x00})
 	if !errors.As(err, &te) || !te.Pending {
 		t.Fatalf("Request() after 0x78 = %v, want a *TimeoutError with Pending", err)
 	}
 	// The caller's deadline also yields a *TimeoutError, which wraps the
 	// context error too.
+	c, m = newMemChannel(t, cfg)
+	go serve(m, func(string) []string { return nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	_, err = c.Request(ctx, []byte{0x22, 0xF1, 0x90}, WithResponseTimeout(time.Minute))
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Request() past ctx deadline = %v, want ErrTimeout and DeadlineExceeded", err)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done() not closed after a request's context ended its wait")
 	}
 }
 
@@ -693,6 +725,90 @@ func TestChannelClosedByStream(t *testing.T) {
 	c.Close()
 	if _, err := c.Request(context.Background(), []byte{0x22}); !errors.Is(err, ErrChannelClosed) {
 		t.Errorf("Request() after Close = %v, want ErrChannelClosed", err)
+	}
+}
+
+// TestContextEndsOnlyItsWait proves that a context serving several
+// requests closes the channel only when it ends while one of them waits.
+func TestContextEndsOnlyItsWait(t *testing.T) {
+	c, m := newMemChannel(t, Config{ResponseTimeout: time.Minute})
+	var answer atomic.Bool
+	answer.Store(true)
+	asked := make(chan struct{}, 1) // a request left unanswered
+	go serve(m, func(string) []string {
+		if answer.Load() {
+			return []string{"62F19001"}
+		}
+		asked <- struct{}{}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	for range 2 {
+		if _, err := c.Request(ctx, []byte{0x22, 0xF1, 0x90}); err != nil {
+			t.Fatalf("Request() = %v", err)
+		}
+	}
+	cancel() // between requests
+	other, cancelOther := context.WithCancel(context.Background())
+	defer cancelOther()
+	if _, err := c.Request(other, []byte{0x22, 0xF1, 0x90}); err != nil {
+		t.Fatalf("Request() with another context after the first ended = %v, want its answer", err)
+	}
+	select {
+	case <-c.Done():
+		t.Fatal("the channel closed when a context ended with no request waiting")
+	default:
+	}
+	// other ends while its request waits: the wait ends and so does the
+	// channel.
+	answer.Store(false)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Request(other, []byte{0x22, 0xF1, 0x90})
+		errc <- err
+	}()
+	<-asked
+	cancelOther()
+	if err := <-errc; err != context.Canceled {
+		t.Errorf("Request() whose context ended while waiting = %v, want context.Canceled", err)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done() not closed after a request's context ended its wait")
+	}
+}
+
+// TestEndedStreamNotSent proves that a request or a send on a stream that
+// has ended is reported as not sent, with the stream's status as the cause,
+// and that the messages left on the stream are counted as strays.
+func TestEndedStreamNotSent(t *testing.T) {
+	c, m := newMemChannel(t, Config{ResponseTimeout: time.Minute})
+	m.recv <- &openobdv1.IsotpMessage{Payload: "7F3E12"}
+	close(m.ended)
+	_, err := c.Request(context.Background(), []byte{0x31, 0x01, 0xFF, 0x00})
+	if !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrChannelClosed) || KindOf(err) != KindRetryable {
+		t.Errorf("Request() on an ended stream = %v, want ErrNotSent and ErrChannelClosed of KindRetryable", err)
+	}
+	if got := c.Strays(); got != 1 {
+		t.Errorf("Strays() = %d, want the message left on the stream", got)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done() not closed after the request found the stream ended")
+	}
+
+	// A Send finds it out too when no request holds the turn.
+	c, m = newMemChannel(t, Config{})
+	close(m.ended)
+	if err := c.Send(context.Background(), []byte{0x3E, 0x80}); !errors.Is(err, ErrNotSent) || KindOf(err) != KindRetryable {
+		t.Errorf("Send() on an ended stream = %v, want ErrNotSent of KindRetryable", err)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done() not closed after a send found the stream ended")
 	}
 }
 

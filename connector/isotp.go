@@ -26,10 +26,6 @@ const (
 	staticConnWindow   = 1 << 20
 )
 
-// responseBuffer is how many received messages wait for a Request before
-// further ones are dropped as strays.
-const responseBuffer = 16
-
 // isotpStream is the part of the openIsotpStream client that a channel uses.
 type isotpStream = grpc.BidiStreamingClient[openobdv1.IsotpMessage, openobdv1.IsotpMessage]
 
@@ -38,6 +34,15 @@ type isotpStream = grpc.BidiStreamingClient[openobdv1.IsotpMessage, openobdv1.Is
 // pairs them with their responses, one request at a time; it is safe for
 // concurrent use. Payloads are bytes: the hexadecimal text of the wire stays
 // inside this type.
+//
+// The request holding the turn receives from the stream itself: a response
+// reaches its caller with no hand-off between goroutines, and an open
+// channel runs no goroutine of this package (gRPC's stream keeps one of its
+// own). gRPC cannot interrupt a receive without ending the stream, so a
+// request that stops waiting (its response timeout passed or its context
+// ended) closes the channel; this also means that no late answer is ever
+// taken for a later request's. What arrives while no request waits is read
+// by the next request, which drops what does not answer it.
 type IsotpChannel struct {
 	session *Session // nil in unit tests without a session
 	channel *openobdv1.IsotpChannel
@@ -49,13 +54,18 @@ type IsotpChannel struct {
 	p2Star          time.Duration
 	busyRetry       time.Duration
 
-	sending   chan struct{} // holds one token while a caller sends on the stream
-	guard     *time.Timer   // armed while a caller sends: ends a stuck stream
-	responses chan []byte   // from the receive goroutine
-	turn      chan struct{} // holds one token while a request is outstanding
-	timer     *time.Timer   // used by the request holding the turn
-	strays    atomic.Uint64
-	wg        sync.WaitGroup
+	sending chan struct{} // holds one token while a caller sends on the stream
+	guard   *time.Timer   // armed while a caller sends: ends a stuck stream
+	turn    chan struct{} // holds one token while a request is outstanding
+	// expiry is armed while the request holding the turn receives: it
+	// closes the channel (with expired set) when the wait runs out.
+	expiry  *time.Timer
+	expired atomic.Bool
+	timer   *time.Timer // the busy-repeat wait of the request holding the turn
+	strays  atomic.Uint64
+	// watch ends the receive of a request whose context ends; it is kept
+	// for the next request with the same context (a runner's stream).
+	watch atomic.Pointer[ctxWatch]
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -96,7 +106,7 @@ func (s *Session) OpenIsotp(ctx context.Context, channel Channel) (*IsotpChannel
 	s.channels[c] = struct{}{}
 	s.mu.Unlock()
 
-	if err := c.send(ctx, &openobdv1.IsotpMessage{Channel: c.channel}); err != nil {
+	if err := c.send(ctx, &openobdv1.IsotpMessage{Channel: c.channel}, false); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -104,8 +114,8 @@ func (s *Session) OpenIsotp(ctx context.Context, channel Channel) (*IsotpChannel
 	return c, nil
 }
 
-// newIsotpChannel starts the receive goroutine of a channel of session s
-// (nil in unit tests) over stream; cancel must end the stream.
+// newIsotpChannel returns a channel of session s (nil in unit tests) over
+// stream; cancel must end the stream.
 func newIsotpChannel(s *Session, stream isotpStream, cancel context.CancelFunc, channel *openobdv1.IsotpChannel, log *slog.Logger, cfg Config) *IsotpChannel {
 	c := &IsotpChannel{
 		session: s,
@@ -121,7 +131,6 @@ func newIsotpChannel(s *Session, stream isotpStream, cancel context.CancelFunc, 
 		p2Star:          cfg.P2Star,
 		busyRetry:       cfg.BusyRetryInterval,
 		sending:         make(chan struct{}, 1),
-		responses:       make(chan []byte, responseBuffer),
 		turn:            make(chan struct{}, 1),
 		timer:           stoppedTimer(),
 		done:            make(chan struct{}),
@@ -131,8 +140,11 @@ func newIsotpChannel(s *Session, stream isotpStream, cancel context.CancelFunc, 
 			Message: "a write was held by flow control past its caller's deadline or the response timeout"})
 	})
 	c.guard.Stop()
-	c.wg.Add(1)
-	go c.receiveLoop()
+	c.expiry = time.AfterFunc(time.Hour, func() {
+		c.expired.Store(true)
+		c.closeWith(errGaveUp)
+	})
+	c.expiry.Stop()
 	return c
 }
 
@@ -143,11 +155,9 @@ func (c *IsotpChannel) Strays() uint64 { return c.strays.Load() }
 // Done is closed when the channel has closed.
 func (c *IsotpChannel) Done() <-chan struct{} { return c.done }
 
-// Close ends the stream and waits for the channel's goroutines. A pending
-// Request fails with ErrChannelClosed.
+// Close ends the stream. A pending Request fails with ErrChannelClosed.
 func (c *IsotpChannel) Close() error {
 	c.closeWith(ErrClosed)
-	c.wg.Wait()
 	if s := c.session; s != nil {
 		s.mu.Lock()
 		delete(s.channels, c)
@@ -162,7 +172,14 @@ func (c *IsotpChannel) closeWith(cause error) {
 		c.err = cause
 		close(c.done)
 		c.cancel()
-		if !errors.Is(cause, ErrClosed) {
+		if w := c.watch.Swap(nil); w != nil {
+			w.stop()
+		}
+		switch {
+		case errors.Is(cause, ErrClosed):
+		case errors.Is(cause, errGaveUp):
+			c.log.Debug("isotp channel closed", slog.String("reason", cause.Error()))
+		default:
 			c.log.Info("isotp channel closed", slog.String("reason", cause.Error()))
 		}
 	})
@@ -174,19 +191,72 @@ func (c *IsotpChannel) closedErr() error {
 	return fmt.Errorf("%w: %w", ErrChannelClosed, c.err)
 }
 
-// receiveLoop is the only receiver on the stream. It decodes payloads and
-// hands them to the waiting Request; what nobody waits for is a stray.
-func (c *IsotpChannel) receiveLoop() {
-	defer c.wg.Done()
+// ctxWatch closes the channel when its context ends while a request with
+// that context waits for its answer.
+type ctxWatch struct {
+	ctx     context.Context
+	stop    func() bool
+	waiting atomic.Bool
+}
+
+// watchFor returns the watch of ctx, registering it in place of another
+// context's unless the channel has closed; nil when ctx cannot end. Only the
+// request holding the turn calls it. A context that serves many requests (a
+// runner's stream) is registered once: no allocation per request.
+func (c *IsotpChannel) watchFor(ctx context.Context) *ctxWatch {
+	if ctx.Done() == nil {
+		return nil
+	}
+	if w := c.watch.Load(); w != nil && w.ctx == ctx {
+		return w
+	}
+	w := &ctxWatch{ctx: ctx}
+	w.stop = context.AfterFunc(ctx, func() {
+		if w.waiting.Load() {
+			c.closeWith(errGaveUp)
+		}
+	})
+	if old := c.watch.Swap(w); old != nil {
+		old.stop()
+	}
+	select {
+	case <-c.done:
+		// Closed meanwhile: closeWith may have missed w.
+		if c.watch.CompareAndSwap(w, nil) {
+			w.stop()
+		}
+	default:
+	}
+	return w
+}
+
+// errGaveUp closes a channel whose request stopped waiting for its answer.
+var errGaveUp = &Error{Kind: KindRetryable, Op: "openIsotpStream",
+	Message: "closed: a request stopped waiting for its answer (response timeout or its context)"}
+
+// errNoAnswer is receive's report that the wait ran out.
+var errNoAnswer = errors.New("connector: no answer in time")
+
+// receive returns the next payload that arrives before until, skipping
+// channel control messages and counting malformed payloads as strays. Only
+// the request holding the turn calls it. When until passes first, the
+// channel closes and receive returns errNoAnswer; when the stream ends, the
+// channel closes and receive returns its closedErr.
+func (c *IsotpChannel) receive(until time.Time) ([]byte, error) {
+	c.expiry.Reset(time.Until(until))
+	defer c.expiry.Stop()
 	for {
 		m, err := c.stream.Recv()
 		if err != nil {
+			if c.expired.Load() {
+				return nil, errNoAnswer
+			}
 			select {
 			case <-c.done: // closed by us
 			default:
 				c.closeWith(c.streamErr(err))
 			}
-			return
+			return nil, c.closedErr()
 		}
 		if m.GetPayload() == "" { // channel control, not a response
 			continue
@@ -196,11 +266,7 @@ func (c *IsotpChannel) receiveLoop() {
 			c.stray(nil, "malformed payload")
 			continue
 		}
-		select {
-		case c.responses <- payload:
-		default:
-			c.stray(payload, "buffer full")
-		}
+		return payload, nil
 	}
 }
 
@@ -227,7 +293,7 @@ func (c *IsotpChannel) stray(payload []byte, reason string) {
 // deadline, or past the response timeout when that comes first, ends the
 // channel, since the stream is stuck: the caller then gets ctx's error, or
 // ErrChannelClosed.
-func (c *IsotpChannel) send(ctx context.Context, m *openobdv1.IsotpMessage) error {
+func (c *IsotpChannel) send(ctx context.Context, m *openobdv1.IsotpMessage, holdsTurn bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -271,22 +337,52 @@ func (c *IsotpChannel) send(ctx context.Context, m *openobdv1.IsotpMessage) erro
 	case err == nil:
 		return nil
 	case errors.Is(err, io.EOF):
-		// The stream has ended; the receive loop learns why and closes the
-		// channel, which a waiting Request sees.
-		return nil
+		// The stream ended before m was written: m reached nobody.
+		if c.learnEnd(holdsTurn) {
+			return fmt.Errorf("%w: %w", ErrNotSent, c.closedErr())
+		}
+		return fmt.Errorf("%w: %w: the stream has ended", ErrNotSent, ErrChannelClosed)
 	}
 	c.closeWith(c.streamErr(err))
 	return c.closedErr()
 }
 
+// learnEnd closes the channel with the status of its ended stream, which
+// Recv returns after the messages still buffered (strays). Only the holder
+// of the turn receives: a caller without it (a Send) takes it if it is free
+// and otherwise leaves the receive to the Request holding it, which learns
+// the end itself. It reports whether the channel is closed.
+func (c *IsotpChannel) learnEnd(holdsTurn bool) bool {
+	if !holdsTurn {
+		select {
+		case c.turn <- struct{}{}:
+			defer func() { <-c.turn }()
+		default:
+			return false
+		}
+	}
+	for {
+		if _, err := c.stream.Recv(); err != nil {
+			select {
+			case <-c.done: // closed by us
+			default:
+				c.closeWith(c.streamErr(err))
+			}
+			return true
+		}
+		c.strays.Add(1)
+	}
+}
+
 // Send sends payload without waiting for an answer, e.g. tester present
-// with the suppress bit (3E 80). It does not wait for a pending Request;
-// an answer that arrives anyway is counted as a stray.
+// with the suppress bit (3E 80). It does not wait for a pending Request; an
+// answer that arrives anyway is read by the next Request, which drops it
+// and counts it as a stray unless it answers that request.
 func (c *IsotpChannel) Send(ctx context.Context, payload []byte) error {
 	if len(payload) == 0 {
 		return errors.New("connector: empty payload")
 	}
-	return c.send(ctx, &openobdv1.IsotpMessage{Channel: c.channel, Payload: encodeHex(payload)})
+	return c.send(ctx, &openobdv1.IsotpMessage{Channel: c.channel, Payload: encodeHex(payload)}, false)
 }
 
 // RequestOption changes one Request.
@@ -321,7 +417,8 @@ func WithP2Star(d time.Duration) RequestOption {
 // Request sends a UDS request and returns its response. Only one request is
 // outstanding per channel: others wait for their turn within their context.
 //
-// Messages that do not answer the request are dropped and counted (Strays).
+// Messages that do not answer the request are dropped and counted (Strays),
+// also those that arrived while no request waited.
 // "Response pending" (NRC 0x78) restarts the wait with P2*; "busy, repeat
 // request" (NRC 0x21) re-sends the request every BusyRetryInterval while the
 // response timeout and ctx allow; when they run out, the 0x21 is returned.
@@ -332,7 +429,10 @@ func WithP2Star(d time.Duration) RequestOption {
 // context.DeadlineExceeded when ctx's deadline ended the wait), ctx.Err()
 // when ctx was cancelled, and ErrChannelClosed wrapping the cause when the
 // stream ended (KindOf gives KindInterrupted when the session was
-// interrupted).
+// interrupted). A request that stops waiting for its answer, because the
+// response timeout passed or ctx ended, closes the channel (see
+// IsotpChannel): later calls get ErrChannelClosed of KindRetryable; open a
+// new channel to go on.
 func (c *IsotpChannel) Request(ctx context.Context, payload []byte, opts ...RequestOption) ([]byte, error) {
 	if len(payload) == 0 {
 		return nil, errors.New("connector: empty request")
@@ -352,7 +452,6 @@ func (c *IsotpChannel) Request(ctx context.Context, payload []byte, opts ...Requ
 		return nil, c.closedErr()
 	}
 	defer func() { <-c.turn }()
-	c.discardPending()
 
 	start := time.Now()
 	// 0x21 re-sends stop when the next one could not get an answer in time.
@@ -361,52 +460,68 @@ func (c *IsotpChannel) Request(ctx context.Context, payload []byte, opts ...Requ
 		busyUntil = d
 	}
 	msg := &openobdv1.IsotpMessage{Channel: c.channel, Payload: encodeHex(payload)}
-	if err := c.send(ctx, msg); err != nil {
+	if err := c.send(ctx, msg, true); err != nil {
 		if errors.Is(err, ErrChannelClosed) {
 			return nil, err
 		}
 		return c.timedOut(payload, start, false, nil, err)
 	}
-	timer := c.timer // ours while we hold the turn
-	timer.Reset(o.timeout)
-	defer timer.Stop()
-	pending, resend := false, false
+	if w := c.watchFor(ctx); w != nil {
+		w.waiting.Store(true)
+		defer w.waiting.Store(false)
+		// ctx may have ended before the watch was waiting.
+		if err := ctx.Err(); err != nil {
+			c.closeWith(errGaveUp)
+			return c.timedOut(payload, start, false, nil, err)
+		}
+	}
+	until := time.Now().Add(o.timeout)
+	pending := false
 	var busy []byte // the last 0x21 answer, returned if the retries run out of time
 	for {
+		resp, err := c.receive(until)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return c.timedOut(payload, start, pending, busy, ctx.Err())
+		case errors.Is(err, errNoAnswer):
+			return c.timedOut(payload, start, pending, busy, nil)
+		default:
+			return nil, err
+		}
+		v := uds.Match(payload, resp)
+		switch {
+		case v.Outcome == uds.Stray:
+			c.stray(resp, "no match")
+			continue
+		case v.Outcome == uds.Positive:
+			return resp, nil
+		case v.NRC == uds.ResponsePending:
+			pending, busy = true, nil
+			until = time.Now().Add(o.p2Star)
+			continue
+		case v.NRC != uds.BusyRepeatRequest || !time.Now().Add(c.busyRetry).Before(busyUntil):
+			return resp, &NegativeResponseError{SID: uds.SID(payload[0]), NRC: v.NRC}
+		}
+		// Busy, repeat request: wait, then send it again.
+		pending, busy = false, resp
+		c.timer.Reset(c.busyRetry) // ours while we hold the turn
 		select {
-		case resp := <-c.responses:
-			v := uds.Match(payload, resp)
-			switch {
-			case v.Outcome == uds.Stray:
-				c.stray(resp, "no match")
-			case v.Outcome == uds.Positive:
-				return resp, nil
-			case v.NRC == uds.ResponsePending:
-				pending, busy = true, nil
-				timer.Reset(o.p2Star)
-			case v.NRC == uds.BusyRepeatRequest && time.Now().Add(c.busyRetry).Before(busyUntil):
-				pending, resend, busy = false, true, resp
-				timer.Reset(c.busyRetry)
-			default:
-				return resp, &NegativeResponseError{SID: uds.SID(payload[0]), NRC: v.NRC}
-			}
-		case <-timer.C:
-			if !resend {
-				return c.timedOut(payload, start, pending, busy, nil)
-			}
-			resend = false
-			if err := c.send(ctx, msg); err != nil {
-				if errors.Is(err, ErrChannelClosed) {
-					return nil, err
-				}
-				return c.timedOut(payload, start, pending, busy, err)
-			}
-			timer.Reset(o.timeout)
+		case <-c.timer.C:
 		case <-ctx.Done():
+			c.timer.Stop()
 			return c.timedOut(payload, start, pending, busy, ctx.Err())
 		case <-c.done:
+			c.timer.Stop()
 			return nil, c.closedErr()
 		}
+		if err := c.send(ctx, msg, true); err != nil {
+			if errors.Is(err, ErrChannelClosed) {
+				return nil, err
+			}
+			return c.timedOut(payload, start, pending, busy, err)
+		}
+		until = time.Now().Add(o.timeout)
 	}
 }
 
@@ -423,18 +538,6 @@ func (c *IsotpChannel) timedOut(payload []byte, start time.Time, pending bool, b
 		return busy, &NegativeResponseError{SID: uds.SID(payload[0]), NRC: uds.BusyRepeatRequest}
 	}
 	return nil, &TimeoutError{Request: clone(payload), Waited: time.Since(start), Pending: pending, Err: cause}
-}
-
-// discardPending drops answers that arrived while no request waited.
-func (c *IsotpChannel) discardPending() {
-	for {
-		select {
-		case resp := <-c.responses:
-			c.stray(resp, "arrived between requests")
-		default:
-			return
-		}
-	}
 }
 
 // TimeoutError reports a request that got no answer in time. It wraps

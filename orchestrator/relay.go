@@ -287,7 +287,7 @@ func (c *relayChannel) shutdown(cause error) {
 
 // do relays one request: it waits its turn (bounded), sends, and matches
 // the response. A broken stream is reopened; the request is re-sent only if
-// it is idempotent.
+// it is idempotent or the stream broke before taking it.
 func (c *relayChannel) do(ctx context.Context, req Request) (Response, error) {
 	resp, err := c.relay(ctx, req)
 	c.o.metrics.relayed(ctx, outcome(resp, err), resp)
@@ -366,11 +366,12 @@ func (c *relayChannel) relay(ctx context.Context, req Request) (Response, error)
 			if connector.KindOf(err) == connector.KindInterrupted {
 				return resp, &InterruptedError{SessionID: c.a.id, Actor: session.ActorOpenOBD, Reason: err.Error()}
 			}
-			if !idempotent {
+			// A request that was not written can go again whatever it does.
+			if !idempotent && !errors.Is(err, connector.ErrNotSent) {
 				return resp, fmt.Errorf("%w: openOBD stream broke; request % X was not re-sent (not idempotent): %w", ErrUnavailable, req.Payload, err)
 			}
 			if resp.Attempts < 2 {
-				c.o.log.Info("openOBD stream broke; re-sending idempotent request", "session_id", c.a.id, "sid", req.Payload[0])
+				c.o.log.Info("openOBD stream broke; re-sending the request", "session_id", c.a.id, "sid", req.Payload[0], "idempotent", idempotent)
 				c.o.metrics.retried(ctx, "resend")
 				continue
 			}
