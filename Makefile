@@ -105,7 +105,7 @@ BENCH_RUNS ?= 3
 BENCH_DURATION ?= 10s
 
 .PHONY: bench
-bench: ## run the load-test scenarios (about 12 min) and regenerate BENCHMARKS.md and its plot
+bench: ## run the load-test scenarios (about 14 min) and regenerate BENCHMARKS.md and its plot
 	go run ./cmd/loadtest/benchdoc run --runs $(BENCH_RUNS) --duration $(BENCH_DURATION)
 	go run ./cmd/loadtest/benchdoc generate
 
