@@ -148,8 +148,9 @@ func newIsotpChannel(s *Session, stream isotpStream, cancel context.CancelFunc, 
 	return c
 }
 
-// Strays returns how many received messages answered no request: late
-// answers, answers to other services and malformed payloads.
+// Strays returns how many received messages answered no request: messages
+// left from before a request that do not answer it (answers to Send,
+// duplicates), answers to other services and malformed payloads.
 func (c *IsotpChannel) Strays() uint64 { return c.strays.Load() }
 
 // Done is closed when the channel has closed.
