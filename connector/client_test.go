@@ -709,57 +709,12 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 	}
 }
 
-// TestIdleSessionHasNoGoroutine: once the endpoint's connections are up,
-// attaching another session and receiving its tokens starts no goroutine:
-// its token stream is read by the connection's reader.
-func TestIdleSessionHasNoGoroutine(t *testing.T) {
-	e := newEnv(t, func(fo *fake.Options, _ *connector.Config) {
-		fo.TokenRotation = 20 * time.Millisecond
-	})
-	ctx := testContext(t)
-	attach := func(ticket string) *connector.Session {
-		t.Helper()
-		info, err := e.client.StartSessionOnTicket(ctx, ticket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens := make(chan struct{}, 1)
-		s, err := e.client.Attach(ctx, info, connector.OnToken(func(string, time.Time) {
-			select {
-			case tokens <- struct{}{}:
-			default:
-			}
-		}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		// authenticate's token, then two from the token stream.
-		for range 3 {
-			select {
-			case <-tokens:
-			case <-ctx.Done():
-				t.Fatal("no token from the token stream")
-			}
-		}
-		return s
-	}
-	attach(ticketNumber) // brings the endpoint's connections up
-	before := goleak.IgnoreCurrent()
-	attach(ticket2Number)
-	// The in-process fake serves each open stream on a goroutine of its own:
-	// that is the server's side, not the session's.
-	if err := goleak.Find(before, goleak.IgnoreAnyFunction("google.golang.org/grpc.(*Server).handleStream")); err != nil {
-		t.Errorf("an idle session has goroutines of its own: %v", err)
-	}
-}
-
-func TestNoGoroutineLeftAfterSessionClose(t *testing.T) {
-	e := newEnv(t, func(fo *fake.Options, _ *connector.Config) {
-		fo.TokenRotation = 20 * time.Millisecond
-	})
-	ctx := testContext(t)
-	info, err := e.client.StartSessionOnTicket(ctx, ticketNumber)
+// attachWithTokens starts and attaches a session on ticket and returns
+// once n tokens have come (authenticate's, then the token stream's): the
+// connection that carries the stream is then up on both sides.
+func attachWithTokens(t *testing.T, e *env, ctx context.Context, ticket string, n int) (*connector.Session, connector.SessionInfo) {
+	t.Helper()
+	info, err := e.client.StartSessionOnTicket(ctx, ticket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,15 +728,41 @@ func TestNoGoroutineLeftAfterSessionClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first token is authenticate's; the second came on the token
-	// stream, so the connection that carries it is up on both sides.
-	for range 2 {
+	t.Cleanup(func() { s.Close() })
+	for range n {
 		select {
 		case <-tokens:
 		case <-ctx.Done():
 			t.Fatal("no token from the token stream")
 		}
 	}
+	return s, info
+}
+
+// TestIdleSessionHasNoGoroutine: once the endpoint's connections are up,
+// attaching another session and receiving its tokens starts no goroutine:
+// its token stream is read by the connection's reader.
+func TestIdleSessionHasNoGoroutine(t *testing.T) {
+	e := newEnv(t, func(fo *fake.Options, _ *connector.Config) {
+		fo.TokenRotation = 20 * time.Millisecond
+	})
+	ctx := testContext(t)
+	attachWithTokens(t, e, ctx, ticketNumber, 3) // brings the endpoint's connections up
+	before := goleak.IgnoreCurrent()
+	attachWithTokens(t, e, ctx, ticket2Number, 3)
+	// The in-process fake serves each open stream on a goroutine of its own:
+	// that is the server's side, not the session's.
+	if err := goleak.Find(before, goleak.IgnoreAnyFunction("google.golang.org/grpc.(*Server).handleStream")); err != nil {
+		t.Errorf("an idle session has goroutines of its own: %v", err)
+	}
+}
+
+func TestNoGoroutineLeftAfterSessionClose(t *testing.T) {
+	e := newEnv(t, func(fo *fake.Options, _ *connector.Config) {
+		fo.TokenRotation = 20 * time.Millisecond
+	})
+	ctx := testContext(t)
+	s, info := attachWithTokens(t, e, ctx, ticketNumber, 2)
 	// Connection goroutines of client and fake, the token streams' one
 	// included, exist from here on; an idle session has none of its own.
 	before := goleak.IgnoreCurrent()

@@ -399,6 +399,16 @@ func newMemChannel(t testing.TB, cfg Config) (*IsotpChannel, *memStream) {
 	return c, m
 }
 
+// closed reports whether c has closed.
+func closed(c *IsotpChannel) bool {
+	select {
+	case <-c.Done():
+		return true
+	default:
+		return false
+	}
+}
+
 // serve answers each request sent on m with the replies script returns.
 func serve(m *memStream, script func(req string) []string) {
 	for {
@@ -509,9 +519,7 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	// The request stopped waiting: the channel is closed, so that a late
 	// answer cannot be taken for the next request's.
-	select {
-	case <-c.Done():
-	default:
+	if !closed(c) {
 		t.Fatal("Done() not closed after a request timed out")
 	}
 	_, err = c.Request(context.Background(), []byte{0x22, 0xF1, 0x90})
@@ -535,9 +543,7 @@ func TestRequestTimeout(t *testing.T) {
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Request() past ctx deadline = %v, want ErrTimeout and DeadlineExceeded", err)
 	}
-	select {
-	case <-c.Done():
-	default:
+	if !closed(c) {
 		t.Error("Done() not closed after a request's context ended its wait")
 	}
 }
@@ -663,9 +669,7 @@ func TestSendRespectsContextUnderBackpressure(t *testing.T) {
 	if err := c.Send(ctx, []byte{0x3E, 0x80}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Send() under backpressure = %v, want DeadlineExceeded", err)
 	}
-	select {
-	case <-c.Done():
-	default:
+	if !closed(c) {
 		t.Fatal("Done() not closed after a send was held past its context")
 	}
 	_, err := c.Request(context.Background(), []byte{0x22, 0xF1, 0x90})
@@ -695,10 +699,8 @@ func TestSendersTakeTurns(t *testing.T) {
 	if err := c.Send(ctx, []byte{0x3E, 0x80}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Send() while another write holds the turn = %v, want DeadlineExceeded", err)
 	}
-	select {
-	case <-c.Done():
+	if closed(c) {
 		t.Fatal("the channel closed although no write was stuck past its own context")
-	default:
 	}
 	msg := <-m.sent
 	m.recv <- &openobdv1.IsotpMessage{Channel: msg.GetChannel(), Payload: "62F19041"}
@@ -717,9 +719,7 @@ func TestChannelClosedByStream(t *testing.T) {
 	if !errors.Is(err, ErrChannelClosed) || KindOf(err) != KindRetryable {
 		t.Fatalf("Request() on a broken stream = %v, want ErrChannelClosed of KindRetryable", err)
 	}
-	select {
-	case <-c.Done():
-	default:
+	if !closed(c) {
 		t.Error("Done() not closed after the stream broke")
 	}
 	c.Close()
@@ -754,10 +754,8 @@ func TestContextEndsOnlyItsWait(t *testing.T) {
 	if _, err := c.Request(other, []byte{0x22, 0xF1, 0x90}); err != nil {
 		t.Fatalf("Request() with another context after the first ended = %v, want its answer", err)
 	}
-	select {
-	case <-c.Done():
+	if closed(c) {
 		t.Fatal("the channel closed when a context ended with no request waiting")
-	default:
 	}
 	// other ends while its request waits: the wait ends and so does the
 	// channel.
@@ -772,9 +770,7 @@ func TestContextEndsOnlyItsWait(t *testing.T) {
 	if err := <-errc; err != context.Canceled {
 		t.Errorf("Request() whose context ended while waiting = %v, want context.Canceled", err)
 	}
-	select {
-	case <-c.Done():
-	default:
+	if !closed(c) {
 		t.Error("Done() not closed after a request's context ended its wait")
 	}
 }
@@ -793,9 +789,7 @@ func TestEndedStreamNotSent(t *testing.T) {
 	if got := c.Strays(); got != 1 {
 		t.Errorf("Strays() = %d, want the message left on the stream", got)
 	}
-	select {
-	case <-c.Done():
-	default:
+	if !closed(c) {
 		t.Error("Done() not closed after the request found the stream ended")
 	}
 
@@ -805,9 +799,7 @@ func TestEndedStreamNotSent(t *testing.T) {
 	if err := c.Send(context.Background(), []byte{0x3E, 0x80}); !errors.Is(err, ErrNotSent) || KindOf(err) != KindRetryable {
 		t.Errorf("Send() on an ended stream = %v, want ErrNotSent of KindRetryable", err)
 	}
-	select {
-	case <-c.Done():
-	default:
+	if !closed(c) {
 		t.Error("Done() not closed after a send found the stream ended")
 	}
 }
