@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// The bare proxy: the cheapest extra gRPC hop between a runner and openOBD
-// that grpc-go allows. It forwards every openOBD call to the fake as it
+// The bare proxy: one more gRPC hop between a runner and openOBD that does no
+// work of its own. It forwards every openOBD call to the fake as it
 // comes, frames untouched (no decoding, no copy), one goroutine per
 // direction of a stream, with no interceptors, stats handler or logic. The
 // direct path's runner through it measures what one more hop costs by
